@@ -1,0 +1,80 @@
+"""Typed settings shared by every service.
+
+Each service subclasses :class:`ServiceSettings` and sets its own ``env_prefix``
+(``SHOPFLOW_<IMAGE>_``), its ``service_name`` and its ``database_name``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
+
+    service_name: str
+    database_name: str
+    #: Full URL for this service's database, e.g. ``SHOPFLOW_CATALOG_API_DATABASE_URL``.
+    database_url: SecretStr | None = None
+    #: Server-wide URL; the service's ``database_name`` replaces its path.
+    shared_database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SHOPFLOW_DATABASE_URL")
+    )
+    database_pool_max: int = Field(default=5, ge=1, le=50)
+
+    log_level: str = "INFO"
+
+    # Where the other services are: cluster DNS by default, 127.0.0.1 locally.
+    user_auth_url: str = "http://user-auth:4000"
+    catalog_api_url: str = "http://catalog-api:4000"
+    order_mgmt_url: str = "http://order-mgmt:4000"
+    payment_api_url: str = "http://payment-api:4000"
+    notify_hub_url: str = "http://notify-hub:4000"
+
+    # Tokens are verified against user-auth's JWKS.
+    jwt_issuer: str = "https://auth.shopflow.example/auth"
+    jwt_audience: str = "shopflow"
+    #: At most one JWKS refetch per this many seconds for unknown ``kid``s.
+    jwks_refetch_interval: float = Field(default=10.0, ge=0)
+    service_audience: str = "shopflow-internal"
+
+    # OAuth2 client credentials this service uses to call other services.
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.user_auth_url.rstrip('/')}/auth/.well-known/jwks.json"
+
+    @property
+    def oauth_token_url(self) -> str:
+        return f"{self.user_auth_url.rstrip('/')}/auth/oauth/token"
+
+    def env_name(self, field: str) -> str:
+        prefix = self.model_config.get("env_prefix", "")
+        return f"{prefix}{field}".upper()
+
+    def resolved_database_url(self) -> str:
+        """The asyncpg URL for this service's own database."""
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+        elif self.shared_database_url is not None:
+            parts = urlsplit(self.shared_database_url.get_secret_value())
+            url = urlunsplit(parts._replace(path=f"/{self.database_name}"))
+        else:
+            raise ConfigError(
+                f"{self.service_name}: no database configured; set "
+                f"{self.env_name('database_url')} or SHOPFLOW_DATABASE_URL"
+            )
+        if not url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError(
+                f"{self.service_name}: the database URL must start with postgres://"
+            )
+        return url

@@ -1,0 +1,83 @@
+"""Tortoise set-up per service database, and the migration entry point."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from typing import Any
+
+from tortoise import Tortoise
+from tortoise.migrations.api import migrate as tortoise_migrate
+
+from shopflow_kit.config import ConfigError, ServiceSettings
+
+KIT_APP = {"models": ["shopflow_kit.models"], "migrations": "shopflow_kit.migrations"}
+
+
+def tortoise_config(settings: ServiceSettings, models_module: str | None) -> dict[str, Any]:
+    """One connection (the service's own database); the kit's tables plus the service's."""
+    url = settings.resolved_database_url()
+    separator = "&" if "?" in url else "?"
+    apps: dict[str, Any] = {"kit": dict(KIT_APP)}
+    if models_module:
+        package = models_module.rsplit(".", 1)[0]
+        label = package.rsplit(".", 1)[-1]
+        apps[label] = {"models": [models_module], "migrations": f"{package}.migrations"}
+    return {
+        "connections": {"default": f"{url}{separator}maxsize={settings.database_pool_max}"},
+        "apps": apps,
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(settings: ServiceSettings, models_module: str | None) -> None:
+    # Sanic runs before_server_start and the request handlers in different
+    # contexts, so Tortoise's context-local state would be invisible to the
+    # handlers; the global fallback is what Tortoise's own Sanic integration uses.
+    await Tortoise.init(
+        config=tortoise_config(settings, models_module), _enable_global_fallback=True
+    )
+
+
+async def close_db() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate(settings: ServiceSettings, models_module: str | None) -> None:
+    """Apply every pending migration of the kit and of the service (Tortoise's own runner)."""
+    try:
+        await tortoise_migrate(config=tortoise_config(settings, models_module))
+    finally:
+        await Tortoise.close_connections()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shopflow_kit.db <service_package>``: migrate that service's database.
+
+    The package's ``app`` module provides ``Settings`` and ``MODELS``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m shopflow_kit.db")
+    parser.add_argument("package", help="service package, e.g. catalog_api")
+    args = parser.parse_args(argv)
+    try:
+        module = importlib.import_module(f"{args.package}.app")
+    except ModuleNotFoundError as exc:
+        print(f"error: cannot import {args.package}.app: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(migrate(module.Settings(), module.MODELS))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.package}: migrations applied")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

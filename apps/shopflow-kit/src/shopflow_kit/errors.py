@@ -1,0 +1,111 @@
+"""Every error leaves a service as RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import ValidationError
+from sanic import HTTPResponse, Request, json
+from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
+from tortoise.exceptions import DoesNotExist, IntegrityError
+
+log = logging.getLogger("shopflow.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(SanicException):
+    """An error with a status, a short title and a human-readable detail."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        type_: str = "about:blank",
+        errors: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail, status_code=status, headers=dict(headers or {}))
+        self.detail = detail
+        self.title = title or HTTPStatus(status).phrase
+        self.type_ = type_
+        self.errors = list(errors) if errors is not None else None
+        self.extra = dict(extra or {})
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
+    errors: Sequence[Mapping[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> HTTPResponse:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    body.update(extra or {})
+    return json(body, status=status, headers=dict(headers or {}), content_type=PROBLEM_JSON)
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as ``[{field, message}]``; input values are never echoed."""
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, Problem):
+        return problem_response(
+            exc.status_code,
+            exc.detail,
+            title=exc.title,
+            type_=exc.type_,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+    if isinstance(exc, ValidationError):
+        return problem_response(
+            422, "the request body is invalid", errors=validation_errors(exc)
+        )
+    if isinstance(exc, DoesNotExist):
+        return problem_response(404, "the resource does not exist")
+    if isinstance(exc, IntegrityError):
+        return problem_response(409, "the request conflicts with the current state")
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        detail = str(exc) if exc.message else HTTPStatus(status).description
+        if status == 413:
+            detail = "the request body is larger than the 1 MiB limit"
+        return problem_response(status, detail, headers=exc.headers)
+    request_id = getattr(getattr(request, "ctx", None), "request_id", None)
+    log.exception("unhandled error", extra={"request_id": request_id})
+    return problem_response(500, "an internal error occurred; quote the x-request-id to support")
+
+
+class ProblemErrorHandler(ErrorHandler):
+    """Sanic error handler that renders problem+json and never a traceback."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        response = to_problem(request, exception)
+        request_id = getattr(request.ctx, "request_id", None) if request else None
+        if request_id:
+            response.headers["x-request-id"] = request_id
+        return response

@@ -1,0 +1,117 @@
+"""Idempotency keys with Stripe's semantics.
+
+The key's row is inserted in the same transaction as the work. A concurrent
+duplicate's ``INSERT ... ON CONFLICT DO NOTHING`` waits on the unique index
+until the first transaction ends, then reads the stored response, so the work
+runs once with no check-then-act race. If the work fails, the transaction rolls
+back and the key is free again: nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sanic import HTTPResponse, Request
+from sanic import json as json_response
+from tortoise.transactions import in_transaction
+
+from shopflow_kit.errors import PROBLEM_JSON, Problem
+from shopflow_kit.models import IdempotencyRecord
+
+TTL = timedelta(hours=24)
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+
+Work = Callable[[], Awaitable[tuple[int, Any]]]
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: Any
+    replayed: bool
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Same request, same fingerprint: JSON bodies are compared as data, not bytes."""
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
+    except (ValueError, UnicodeDecodeError):
+        canonical = body.hex()
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def validate_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Problem(400, f"the {HEADER} header is required")
+    key = key.strip()
+    if len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        raise Problem(400, f"the {HEADER} header must be 1-{MAX_KEY_LENGTH} printable characters")
+    return key
+
+
+_INSERT = (
+    "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
+)
+
+
+async def run_once(
+    scope: str, key: str, request_fingerprint: str, work: Work, *, ttl: timedelta = TTL
+) -> StoredResponse:
+    """Run ``work`` once per (scope, key); replay its stored result afterwards.
+
+    ``work`` returns ``(status, body)`` and runs inside the key's transaction.
+    If it raises, nothing is stored and the key can be used again.
+    """
+    async with in_transaction() as conn:
+        for _ in range(3):
+            now = datetime.now(UTC)
+            _, rows = await conn.execute_query(
+                _INSERT, [scope, key, request_fingerprint, now, now + ttl]
+            )
+            if rows:
+                status, body = await work()
+                await IdempotencyRecord.filter(id=rows[0]["id"]).update(
+                    status_code=status, response=body
+                )
+                return StoredResponse(status, body, replayed=False)
+            record = await IdempotencyRecord.get_or_none(scope=scope, key=key)
+            if record is None:
+                continue  # deleted between our insert and read; try again
+            if record.expires_at <= now:
+                await record.delete()
+                continue
+            if record.fingerprint != request_fingerprint:
+                raise Problem(
+                    422,
+                    f"this {HEADER} was already used with a different request",
+                    title="Idempotency key reused",
+                )
+            return StoredResponse(record.status_code or 200, record.response, replayed=True)
+    raise Problem(409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"})
+
+
+async def idempotent_response(request: Request, scope: str, work: Work) -> HTTPResponse:
+    """Sanic helper: read the header, fingerprint the request, run once, answer."""
+    key = validate_key(request.headers.get(HEADER))
+    stored = await run_once(scope, key, fingerprint(request.method, request.path, request.body), work)
+    is_problem = isinstance(stored.body, dict) and stored.status >= 400 and "title" in stored.body
+    response = json_response(
+        stored.body,
+        status=stored.status,
+        content_type=PROBLEM_JSON if is_problem else "application/json",
+    )
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def purge_expired() -> int:
+    """Delete expired keys; returns how many were removed."""
+    return await IdempotencyRecord.filter(expires_at__lte=datetime.now(UTC)).delete()

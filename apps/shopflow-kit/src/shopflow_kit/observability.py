@@ -1,0 +1,151 @@
+"""Request ids, JSON access logs, Prometheus metrics, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sanic import HTTPResponse, Request, Sanic, raw
+from sanic import json as json_response
+from tortoise import connections
+
+from shopflow_kit.errors import problem_response
+
+REQUEST_ID = "x-request-id"
+# A caller's id is kept only if it is short and plain, so logs cannot be forged.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger("shopflow.access")
+
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra=`` fields become keys."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Sanic's own access log duplicates ours in a non-JSON format.
+    for name in ("sanic.access", "sanic.root", "sanic.error", "sanic.server"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("sanic.access").disabled = True
+
+
+class Metrics:
+    """Per-app registry so several apps can live in one test process."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "shopflow_http_requests_total",
+            "HTTP requests served",
+            ["service", "method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "shopflow_http_request_duration_seconds",
+            "HTTP request latency",
+            ["service", "method", "route"],
+            registry=self.registry,
+        )
+        self.service = service
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(self.service, method, route, str(status)).inc()
+        self.latency.labels(self.service, method, route).observe(seconds)
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template (``/products/<id>``), never the raw path."""
+    route = request.route
+    if route is None:
+        return "unmatched"
+    return "/" + route.path.lstrip("/")
+
+
+def install(app: Sanic, service: str, public_prefix: str) -> None:
+    metrics = Metrics(service)
+    app.ctx.metrics = metrics
+
+    @app.on_request(priority=100)
+    async def start_request(request: Request) -> None:
+        incoming = request.headers.get(REQUEST_ID, "")
+        request.ctx.request_id = (
+            incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        )
+        request.ctx.started = time.perf_counter()
+
+    @app.on_response(priority=-100)
+    async def finish_request(request: Request, response: HTTPResponse) -> None:
+        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
+        response.headers[REQUEST_ID] = request_id
+        started = getattr(request.ctx, "started", None)
+        elapsed = time.perf_counter() - started if started else 0.0
+        route = route_template(request)
+        if route != "/metrics":
+            metrics.observe(request.method, route, response.status, elapsed)
+        access_log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": route,
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+
+    async def health(request: Request) -> HTTPResponse:
+        return json_response({"status": "ok", "service": service})
+
+    async def ready(request: Request) -> HTTPResponse:
+        try:
+            conn = connections.get("default")
+            await asyncio.wait_for(conn.execute_query("SELECT 1"), timeout=2)
+        except Exception as exc:  # any failure means "not ready", never a 500
+            return problem_response(503, f"database unavailable: {type(exc).__name__}")
+        return json_response({"status": "ready", "service": service})
+
+    async def metrics_endpoint(request: Request) -> HTTPResponse:
+        return raw(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    app.add_route(health, "/health", methods=["GET"], name="health")
+    app.add_route(ready, "/ready", methods=["GET"], name="ready")
+    app.add_route(metrics_endpoint, "/metrics", methods=["GET"], name="metrics")
+    # Through the gateway only the service's prefix is routed, so health is
+    # also served there (``GET /auth/health``).
+    app.add_route(health, f"{public_prefix}/health", methods=["GET"], name="prefixed_health")
+    app.add_route(ready, f"{public_prefix}/ready", methods=["GET"], name="prefixed_ready")

@@ -1,0 +1,162 @@
+"""Transactional outbox: events are written with the state change and relayed later.
+
+``publish`` is called inside the transaction that changes state, so an event
+exists if and only if the change committed. ``OutboxRelay`` delivers pending
+events at least once; receivers de-duplicate on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from shopflow_kit.config import ServiceSettings
+from shopflow_kit.models import OutboxEvent
+from shopflow_kit.service_client import ServiceTokenClient
+
+log = logging.getLogger("shopflow.outbox")
+
+Deliver = Callable[[OutboxEvent], Awaitable[None]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def publish(
+    type_: str,
+    data: dict[str, Any],
+    *,
+    subject_user_id: uuid.UUID | str | None = None,
+) -> OutboxEvent:
+    """Record an event; call it inside the state-changing transaction."""
+    now = utcnow()
+    return await OutboxEvent.create(
+        id=uuid.uuid4(),
+        type=type_,
+        subject_user_id=subject_user_id,
+        data=data,
+        occurred_at=now,
+        next_attempt_at=now,
+    )
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
+
+
+class OutboxRelay:
+    """Delivers pending events; safe to run in every replica (rows are locked, skipped)."""
+
+    def __init__(
+        self,
+        deliver: Deliver,
+        *,
+        batch_size: int = 50,
+        poll_interval: float = 1.0,
+        base_delay: float = 0.5,
+        max_delay: float = 60.0,
+    ) -> None:
+        self.deliver = deliver
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Skip the wait before the next round (after a publish, say)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Deliver one batch of due events; return how many were delivered."""
+        delivered = 0
+        async with in_transaction():
+            events = (
+                await OutboxEvent.filter(delivered_at=None, next_attempt_at__lte=utcnow())
+                .order_by("occurred_at")
+                .limit(self.batch_size)
+                .select_for_update(skip_locked=True)
+            )
+            for event in events:
+                try:
+                    await self.deliver(event)
+                except Exception as exc:  # a failed delivery is retried, never lost
+                    event.attempts += 1
+                    delay = backoff_delay(event.attempts, self.base_delay, self.max_delay)
+                    event.next_attempt_at = utcnow() + timedelta(seconds=delay)
+                    event.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                    log.warning(
+                        "outbox delivery failed",
+                        extra={"event_id": str(event.id), "attempts": event.attempts},
+                    )
+                    await event.save(update_fields=["attempts", "next_attempt_at", "last_error"])
+                else:
+                    event.delivered_at = utcnow()
+                    await event.save(update_fields=["delivered_at"])
+                    delivered += 1
+        return delivered
+
+    async def run(self) -> None:
+        """Relay forever; cancel the task to stop. Database hiccups are logged and retried."""
+        while True:
+            try:
+                delivered = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay round failed")
+                delivered = 0
+            if delivered >= self.batch_size:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+
+
+class HttpEventSink:
+    """Delivers an event to notify-hub's ``POST /internal/events`` with a service token."""
+
+    def __init__(self, client: ServiceTokenClient, url: str) -> None:
+        self.client = client
+        self.url = url
+
+    async def __call__(self, event: OutboxEvent) -> None:
+        response = await self.client.post(self.url, json=event.envelope())
+        if response.status_code >= 300:
+            raise RuntimeError(f"{self.url} answered {response.status_code}")
+
+
+def relay_task(
+    settings: ServiceSettings, **options: float
+) -> Callable[[Any], Awaitable[None]]:
+    """A ``create_app(background=...)`` task relaying this service's outbox to notify-hub."""
+
+    async def run(_app: Any) -> None:
+        if not settings.oauth_client_id or settings.oauth_client_secret is None:
+            log.warning("outbox relay disabled: no OAuth client configured")
+            return
+        client = ServiceTokenClient(
+            settings.oauth_token_url,
+            settings.oauth_client_id,
+            settings.oauth_client_secret.get_secret_value(),
+            ["notifications:publish"],
+        )
+        sink = HttpEventSink(client, f"{settings.notify_hub_url.rstrip('/')}/internal/events")
+        relay = OutboxRelay(sink, **options)  # type: ignore[arg-type]
+        try:
+            await relay.run()
+        finally:
+            await client.aclose()
+
+    return run

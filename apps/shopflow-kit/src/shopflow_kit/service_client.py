@@ -1,0 +1,93 @@
+"""Service-to-service calls with OAuth2 client-credentials tokens (Authlib + httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import warnings
+
+import httpx
+
+with warnings.catch_warnings():
+    # Authlib nudges towards the httpx2 fork; the stack standardises on httpx.
+    # Its deprecate module installs an "always" filter on import, so it is
+    # imported first and then overridden.
+    import authlib.deprecate  # noqa: F401
+
+    warnings.simplefilter("ignore")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+
+class ServiceTokenClient:
+    """An httpx client that fetches, caches and refreshes a service token.
+
+    Authlib refreshes a client-credentials token once it is within ``leeway``
+    seconds of expiry; the first token is fetched lazily on the first call.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scopes: list[str],
+        *,
+        timeout: float = 5.0,
+        leeway: int = 30,
+    ) -> None:
+        self.token_url = token_url
+        self._client = AsyncOAuth2Client(
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=" ".join(scopes),
+            token_endpoint=token_url,
+            grant_type="client_credentials",
+            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
+            timeout=httpx.Timeout(timeout),
+            leeway=leeway,
+            update_token=self._refreshed,
+        )
+        self._first_token = asyncio.Lock()
+        self.tokens_fetched = 0
+
+    async def _refreshed(self, token: dict[str, Any], **_: Any) -> None:
+        """Authlib's callback after it replaced an expiring token by itself."""
+        self.tokens_fetched += 1
+
+    async def _ensure_token(self) -> None:
+        if self._client.token:
+            return
+        async with self._first_token:
+            if not self._client.token:
+                await self.fetch_token()
+
+    async def fetch_token(self) -> dict[str, Any]:
+        token: dict[str, Any] = await self._client.fetch_token(
+            self.token_url, grant_type="client_credentials"
+        )
+        self.tokens_fetched += 1
+        return token
+
+    @property
+    def access_token(self) -> str | None:
+        token = self._client.token
+        return None if not token else str(token["access_token"])
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        await self._ensure_token()
+        response: httpx.Response = await self._client.request(method, url, **kwargs)
+        if response.status_code == 401:
+            # The token may have been signed by a retired key: fetch a fresh one once.
+            await self.fetch_token()
+            response = await self._client.request(method, url, **kwargs)
+        return response
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

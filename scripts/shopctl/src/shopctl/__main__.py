@@ -1,0 +1,3 @@
+from shopctl.cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""Rendering charts with the pinned Helm."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shopctl.toolchain import require_helm
+
+
+class RenderError(RuntimeError):
+    pass
+
+
+def template(
+    root: Path,
+    chart: Path,
+    *,
+    release: str,
+    namespace: str,
+    value_files: Sequence[Path] = (),
+    kube_version: str | None = None,
+    api_versions: Sequence[str] = (),
+) -> str:
+    """``helm template`` with Argo CD's arguments; returns the rendered YAML."""
+    args = [str(require_helm(root)), "template", release, str(chart), "--namespace", namespace]
+    for values in value_files:
+        args += ["--values", str(values)]
+    if kube_version:
+        args += ["--kube-version", kube_version]
+    for api in api_versions:
+        args += ["--api-versions", api]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise RenderError(f"helm template {chart.name} failed:\n{result.stderr.strip()}")
+    return result.stdout
+
+
+def documents(rendered: str) -> Iterator[dict[str, Any]]:
+    for doc in yaml.safe_load_all(rendered):
+        if isinstance(doc, dict) and doc:
+            yield doc
+
+
+def find_object(rendered: str, kind: str, name: str) -> dict[str, Any]:
+    for doc in documents(rendered):
+        if doc.get("kind") == kind and (doc.get("metadata") or {}).get("name") == name:
+            return doc
+    raise RenderError(f"the render has no {kind} named {name}")
+
+
+def mesh_virtual_service(root: Path, namespace: str = "shopflow-local") -> dict[str, Any]:
+    """The VirtualService Istio routes by, rendered from the real mesh chart."""
+    rendered = template(root, root / "charts" / "shopflow-mesh", release="shopflow-mesh",
+                        namespace=namespace)
+    return find_object(rendered, "VirtualService", "shopflow-virtualservice")

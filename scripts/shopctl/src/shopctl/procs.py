@@ -1,0 +1,102 @@
+"""Child processes that die with their parent, and waiting for readiness."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # If shopctl is killed outright (SIGKILL), the kernel stops the children too.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    args: Sequence[str]
+    env: Mapping[str, str]
+    log_path: Path
+    cwd: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Child:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603
+            list(self.args),
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.cwd,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 10.0) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def sanic_args(factory: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """How every service runs: Sanic's CLI with ``--factory``, one process."""
+    return [
+        sys.executable, "-m", "sanic", factory, "--factory", "--single-process",
+        "--host", host, "--port", str(port), "--no-motd", "--no-access-logs",
+    ]
+
+
+def wait_http(
+    url: str, child: Child | None = None, timeout: float = 60.0, accept: tuple[int, ...] = (200,)
+) -> None:
+    """Wait until ``url`` answers a status in ``accept``; fail early if ``child`` exits."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            raise RuntimeError(f"{child.name} exited during start-up:\n{child.log_tail()}")
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code in accept:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.1)
+    tail = f"\n{child.log_tail()}" if child else ""
+    raise TimeoutError(f"{url} was not ready after {timeout:.0f}s ({last}){tail}")

@@ -1,0 +1,243 @@
+"""`shopctl up`: the whole platform on this machine, behind the mesh gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from shopctl import pg
+from shopctl.procs import Child, sanic_args, wait_http
+from shopctl.repo import local_state
+from shopctl.services import (
+    GATEWAY_PORT,
+    POSTGRES_PORT,
+    SERVICES,
+    SMTP_PORT,
+    Service,
+    local_port,
+)
+from shopctl.smtp import SmtpSink
+
+
+def step(message: str) -> float:
+    click.echo(f"==> {message}", err=True)
+    return time.monotonic()
+
+
+def done(started: float) -> None:
+    click.echo(f"    ok ({time.monotonic() - started:.1f}s)", err=True)
+
+
+def local_secrets(state: Path) -> dict[str, object]:
+    """Generated once per checkout, mode 0600, never committed (.shopflow is ignored)."""
+    path = state / "secrets.json"
+    if path.exists():
+        loaded: dict[str, object] = json.loads(path.read_text())
+        return loaded
+    data: dict[str, object] = {
+        "clients": {s.name: secrets.token_urlsafe(32) for s in SERVICES},
+        "key_encryption_key": secrets.token_urlsafe(32),
+    }
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    return data
+
+
+def service_env(
+    service: Service, database_url: str, state_secrets: dict[str, object], gateway_port: int,
+    smtp_port: int,
+) -> dict[str, str]:
+    """The environment a service process gets locally: every URL points at 127.0.0.1."""
+    p = service.env_prefix
+    clients = state_secrets["clients"]
+    assert isinstance(clients, dict)
+    env = {
+        f"{p}DATABASE_URL": database_url,
+        f"{p}JWT_ISSUER": f"http://127.0.0.1:{gateway_port}/auth",
+        f"{p}OAUTH_CLIENT_ID": service.name,
+        f"{p}OAUTH_CLIENT_SECRET": str(clients[service.name]),
+        f"{p}SMTP_HOST": "127.0.0.1",
+        f"{p}SMTP_PORT": str(smtp_port),
+        f"{p}KEY_ENCRYPTION_KEY": str(state_secrets["key_encryption_key"]),
+        # user-auth needs every client's secret to issue service tokens.
+        f"{p}OAUTH_CLIENTS": json.dumps(clients),
+    }
+    for other in SERVICES:
+        env[f"{p}{other.name.upper().replace('-', '_')}_URL"] = f"http://127.0.0.1:{other.port()}"
+    return env
+
+
+@dataclass
+class Platform:
+    root: Path
+    fresh: bool = False
+    children: list[Child] = field(default_factory=list)
+    smtp: SmtpSink | None = None
+    postgres: pg.LocalPostgres | None = None
+
+    @property
+    def state(self) -> Path:
+        return local_state(self.root)
+
+    def services(self) -> list[Service]:
+        return [s for s in SERVICES if s.exists(self.root)]
+
+    def start(self) -> None:
+        state = self.state
+        gateway_port = local_port("gateway", GATEWAY_PORT)
+        smtp_port = local_port("smtp", SMTP_PORT)
+        if self.fresh:
+            t = step("--fresh: wiping local data in .shopflow")
+            pg.LocalPostgres(state / "pg").wipe()
+            for name in ("mail", "logs", "secrets.json"):
+                target = state / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+            done(t)
+        state_secrets = local_secrets(state)
+
+        external = os.environ.get("SHOPFLOW_DATABASE_URL")
+        if external:
+            server_url = external.rstrip("/")
+            t = step("using external PostgreSQL from SHOPFLOW_DATABASE_URL")
+        else:
+            t = step("starting embedded PostgreSQL in .shopflow/pg")
+            self.postgres = pg.LocalPostgres(
+                state / "pg", port=local_port("postgres", POSTGRES_PORT)
+            )
+            server_url = self.postgres.start()
+        done(t)
+
+        services = self.services()
+
+        for service in services:
+            t = step(f"{service.name}: database {service.database}, migrations, seed")
+            db_url = asyncio.run(pg.create_database(server_url, service.database))
+            env = {**os.environ, **service_env(service, db_url, state_secrets, gateway_port, smtp_port)}
+            self._run_step([sys.executable, "-m", "shopflow_kit.db", service.package], env, service)
+            seed = self.root / "apps" / service.image / "src" / service.package / "seed.py"
+            if seed.exists():
+                self._run_step([sys.executable, "-m", f"{service.package}.seed"], env, service)
+            done(t)
+
+        for service in services:
+            t = step(f"{service.name}: starting on 127.0.0.1:{service.port()}")
+            db_url = f"{server_url}/{service.database}"
+            child = Child(
+                service.name,
+                sanic_args(service.factory, service.port()),
+                service_env(service, db_url, state_secrets, gateway_port, smtp_port),
+                state / "logs" / f"{service.name}.log",
+            ).start()
+            self.children.append(child)
+            done(t)
+
+        t = step(f"SMTP sink on 127.0.0.1:{smtp_port} (mail kept in .shopflow/mail)")
+        self.smtp = SmtpSink(state / "mail", smtp_port).start()
+        done(t)
+
+        t = step(f"gateway on 127.0.0.1:{gateway_port}, routing by charts/shopflow-mesh")
+        gateway = Child(
+            "gateway",
+            [sys.executable, "-m", "shopctl", "gateway", "--port", str(gateway_port)],
+            {},
+            state / "logs" / "gateway.log",
+            cwd=self.root,
+        ).start()
+        self.children.append(gateway)
+        done(t)
+
+        t = step("waiting until every service is ready")
+        for service, child in zip(services, self.children, strict=False):
+            wait_http(f"http://127.0.0.1:{service.port()}/ready", child)
+        wait_http(f"http://127.0.0.1:{gateway_port}/", gateway, accept=(200, 404))
+        done(t)
+        self._print_table(services, gateway_port, smtp_port, server_url)
+
+    def _run_step(self, args: list[str], env: dict[str, str], service: Service) -> None:
+        result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise click.ClickException(
+                f"{service.name}: `{' '.join(args[1:])}` failed:\n{(result.stderr or result.stdout)[-2000:]}"
+            )
+
+    def _print_table(
+        self, services: list[Service], gateway_port: int, smtp_port: int, server_url: str
+    ) -> None:
+        rows = [("gateway", f"http://127.0.0.1:{gateway_port}", "public API")]
+        rows += [
+            (s.name, f"http://127.0.0.1:{s.port()}", ", ".join(s.prefixes)) for s in services
+        ]
+        missing = [s.name for s in SERVICES if s not in services]
+        rows.append(("smtp sink", f"smtp://127.0.0.1:{smtp_port}", "mail in .shopflow/mail"))
+        rows.append(("postgresql", server_url.split("@")[-1], "databases: " + ", ".join(s.database for s in services)))
+        width = max(len(r[0]) for r in rows)
+        click.echo("\nShopFlow is up:\n")
+        for name, url, note in rows:
+            click.echo(f"  {name.ljust(width)}  {url.ljust(28)}  {note}")
+        if missing:
+            click.echo(f"\n  not built yet (no apps/<image>): {', '.join(missing)}")
+        click.echo("\nLogs: .shopflow/logs/   Stop: Ctrl-C\n")
+
+    def watch(self, stop: threading.Event) -> int:
+        """Block until asked to stop or a child dies; returns the exit code."""
+        while not stop.wait(0.5):
+            for child in self.children:
+                if not child.alive():
+                    click.echo(
+                        f"{child.name} exited unexpectedly; stopping.\n{child.log_tail()}", err=True
+                    )
+                    return 1
+        return 0
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        if self.smtp:
+            self.smtp.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def run(root: Path, fresh: bool) -> int:
+    platform = Platform(root, fresh)
+    stop = threading.Event()
+    started = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        if not started:  # interrupt a start-up in progress
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        platform.start()
+        started = True
+        code = platform.watch(stop)
+    except KeyboardInterrupt:
+        code = 130
+    except (click.ClickException, RuntimeError, TimeoutError, pg.PostgresError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    finally:
+        click.echo("stopping ShopFlow...", err=True)
+        platform.stop()
+        click.echo("stopped.", err=True)
+    return code

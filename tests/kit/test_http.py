@@ -1,0 +1,134 @@
+"""The kit's HTTP behaviour, on the sample service running as a real server."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+import httpx
+
+from tests.utils.live import LiveService
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert {"type", "title", "status", "detail"} <= set(body)
+    assert body["status"] == status
+    return body
+
+
+async def test_health_and_ready(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok", "service": "kit-sample"}
+    assert (await client.get("/ready")).status_code == 200
+    assert (await client.get("/widgets/health")).status_code == 200
+    assert (await client.get("/widgets/ready")).status_code == 200
+
+
+async def test_openapi_documents_the_body_schema(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/widgets/openapi.json")).json()
+    body = spec["paths"]["/widgets"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/WidgetIn"}
+    assert spec["components"]["schemas"]["WidgetIn"]["additionalProperties"] is False
+
+
+async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.post("/widgets", content=b"{bad"), 400)
+    assert "not valid JSON" in body["detail"]
+
+
+async def test_missing_body_is_400(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post("/widgets"), 400)
+
+
+async def test_invalid_body_is_422_with_field_errors(client: httpx.AsyncClient) -> None:
+    response = await client.post("/widgets", json={"name": "", "count": -1, "colour": "red"})
+    body = assert_problem(response, 422)
+    fields = {e["field"] for e in body["errors"]}
+    assert fields == {"name", "count", "colour"}
+    assert all(set(e) == {"field", "message"} for e in body["errors"])
+
+
+async def test_valid_body_is_created(client: httpx.AsyncClient) -> None:
+    response = await client.post("/widgets", json={"name": "gear", "count": 3})
+    assert response.status_code == 201
+    widget_id = response.json()["id"]
+    assert (await client.get(f"/widgets/{widget_id}")).json()["name"] == "gear"
+
+
+async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/widgets", content=b"x" * (2 * 1024 * 1024))
+    assert_problem(response, 413)
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/no/such/route"), 404)
+    assert_problem(await client.delete("/widgets"), 405)
+
+
+async def test_missing_row_is_404(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get(f"/widgets/{uuid.uuid4()}"), 404)
+
+
+async def test_crash_is_500_without_internals(client: httpx.AsyncClient) -> None:
+    response = await client.get("/boom")
+    body = assert_problem(response, 500)
+    text = response.text
+    assert "secret internal detail" not in text
+    assert "Traceback" not in text and "RuntimeError" not in text
+    assert body["detail"].startswith("an internal error occurred")
+
+
+async def test_bad_query_parameters_are_400_naming_them(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/widgets", params={"page": "abc"}), 400)
+    assert [e["field"] for e in body["errors"]] == ["page"]
+    body = assert_problem(await client.get("/widgets", params={"page_size": "101"}), 400)
+    assert "page_size" in body["detail"]
+    body = assert_problem(await client.get("/widgets", params={"colour": "red"}), 400)
+    assert "colour" in body["detail"]
+    assert (await client.get("/widgets", params={"page": "2"})).json()["page"] == 2
+
+
+async def test_request_id_generated_propagated_and_sanitised(client: httpx.AsyncClient) -> None:
+    generated = (await client.get("/health")).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    given = "req-123.abc"
+    assert (await client.get("/health", headers={"x-request-id": given})).headers[
+        "x-request-id"
+    ] == given
+    forged = (await client.get("/health", headers={"x-request-id": "bad id; <script>"})).headers[
+        "x-request-id"
+    ]
+    assert forged != "bad id; <script>" and re.fullmatch(r"[0-9a-f]{32}", forged)
+    # Errors carry it too.
+    assert (await client.get("/nope", headers={"x-request-id": given})).headers[
+        "x-request-id"
+    ] == given
+
+
+async def test_access_log_is_json_with_request_id(
+    client: httpx.AsyncClient, sample: LiveService
+) -> None:
+    marker = f"log-{uuid.uuid4().hex[:8]}"
+    await client.get("/health", headers={"x-request-id": marker})
+    entries = [
+        json.loads(line)
+        for line in sample.child.log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    mine = [e for e in entries if e.get("request_id") == marker]
+    assert mine and mine[-1]["status"] == 200 and mine[-1]["route"] == "/health"
+    assert mine[-1]["service"] == "kit-sample"
+
+
+async def test_metrics_are_labelled_by_route_template(client: httpx.AsyncClient) -> None:
+    missing = uuid.uuid4()
+    await client.get(f"/widgets/{missing}")
+    text = (await client.get("/metrics")).text
+    assert 'route="/widgets/<widget_id:uuid>"' in text
+    assert str(missing) not in text
+    assert "shopflow_http_request_duration_seconds_bucket" in text

@@ -1,0 +1,122 @@
+"""A minimal service built on the kit, used only by the kit's own tests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import SettingsConfigDict
+from sanic import Blueprint, HTTPResponse, Request, Sanic, json
+from tortoise.transactions import in_transaction
+
+from shopflow_kit import (
+    Problem,
+    ServiceSettings,
+    create_app as kit_create_app,
+    json_body,
+    parse_query,
+    require_role,
+    require_scope,
+    require_user,
+)
+from shopflow_kit.idempotency import idempotent_response
+from shopflow_kit.outbox import publish, relay_task
+from tests.kit_sample.models import Widget
+
+MODELS = "tests.kit_sample.models"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_KIT_SAMPLE_")
+    service_name: str = "kit-sample"
+    database_name: str = "kit_sample"
+    run_relay: bool = False
+
+
+class WidgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=50)
+    count: int = Field(ge=0)
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    page: int = Field(1, ge=1)
+    page_size: int = Field(20, ge=1, le=100)
+
+
+bp = Blueprint("sample")
+
+
+@bp.post("/widgets")
+@json_body(WidgetIn)
+async def create_widget(request: Request, body: WidgetIn) -> HTTPResponse:
+    widget = await Widget.create(id=uuid.uuid4(), name=body.name, count=body.count)
+    return json({"id": str(widget.id), "name": widget.name}, status=201)
+
+
+@bp.get("/widgets")
+async def list_widgets(request: Request) -> HTTPResponse:
+    query = parse_query(request, Page)
+    return json({"page": query.page, "page_size": query.page_size})
+
+
+@bp.get("/widgets/<widget_id:uuid>")
+async def get_widget(request: Request, widget_id: uuid.UUID) -> HTTPResponse:
+    widget = await Widget.get(id=widget_id)
+    return json({"id": str(widget.id), "name": widget.name})
+
+
+@bp.post("/widgets/idempotent")
+@require_user
+async def create_once(request: Request) -> HTTPResponse:
+    async def work() -> tuple[int, object]:
+        widget = await Widget.create(id=uuid.uuid4(), name="once", count=1)
+        await asyncio.sleep(0.3)  # widen the window in which duplicates race
+        return 201, {"id": str(widget.id)}
+
+    return await idempotent_response(request, f"user:{request.ctx.principal.subject}", work)
+
+
+@bp.post("/widgets/publish")
+async def create_and_publish(request: Request) -> HTTPResponse:
+    async with in_transaction():
+        widget = await Widget.create(id=uuid.uuid4(), name="evented", count=0)
+        event = await publish("widget.created", {"widget_id": str(widget.id)})
+        if request.args.get("fail"):
+            raise Problem(409, "rolled back on purpose")
+    return json({"event_id": str(event.id)}, status=201)
+
+
+@bp.get("/me")
+@require_user
+async def me(request: Request) -> HTTPResponse:
+    p = request.ctx.principal
+    return json({"sub": p.subject, "role": p.role})
+
+
+@bp.get("/admin")
+@require_role("admin")
+async def admin(request: Request) -> HTTPResponse:
+    return json({"ok": True})
+
+
+@bp.get("/internal/ping")
+@require_scope("widgets:read")
+async def internal_ping(request: Request) -> HTTPResponse:
+    return json({"caller": request.ctx.principal.subject})
+
+
+@bp.get("/boom")
+async def boom(request: Request) -> HTTPResponse:
+    raise RuntimeError("secret internal detail")
+
+
+def create_app() -> Sanic:
+    settings = Settings()
+    background = [relay_task(settings, poll_interval=0.2, base_delay=0.1, max_delay=0.5)]
+    return kit_create_app(
+        "kit-sample", settings, [bp], MODELS, public_prefix="/widgets",
+        background=background if settings.run_relay else (),
+    )
