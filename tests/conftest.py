@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from shopctl.pg import LocalPostgres, create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]

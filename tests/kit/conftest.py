@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 import pytest_asyncio
-
 from shopflow_kit.db import migrate
+
 from tests.kit_sample.app import MODELS, Settings
 from tests.utils.issuer import ISSUER, TokenIssuer
 from tests.utils.live import LiveService, start_service
@@ -49,7 +49,9 @@ async def sample(
 ) -> AsyncIterator[LiveService]:
     await migrate_sample(database_url)
     service = start_service(
-        "kit-sample", "tests.kit_sample.app:create_app", sample_env(database_url, issuer),
+        "kit-sample",
+        "tests.kit_sample.app:create_app",
+        sample_env(database_url, issuer),
         tmp_path_factory.mktemp("logs"),
     )
     yield service

@@ -1,6 +1,6 @@
 import pytest
-
 from shopflow_kit.config import ConfigError
+
 from tests.kit_sample.app import Settings
 
 
@@ -12,7 +12,9 @@ def test_per_service_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_shared_url_gets_the_service_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SHOPFLOW_KIT_SAMPLE_DATABASE_URL", raising=False)
-    monkeypatch.setenv("SHOPFLOW_DATABASE_URL", "postgres://u:p@db.internal:5432/postgres?ssl=require")
+    monkeypatch.setenv(
+        "SHOPFLOW_DATABASE_URL", "postgres://u:p@db.internal:5432/postgres?ssl=require"
+    )
     assert (
         Settings().resolved_database_url()
         == "postgres://u:p@db.internal:5432/kit_sample?ssl=require"
@@ -22,7 +24,9 @@ def test_shared_url_gets_the_service_database(monkeypatch: pytest.MonkeyPatch) -
 def test_missing_url_names_both_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SHOPFLOW_KIT_SAMPLE_DATABASE_URL", raising=False)
     monkeypatch.delenv("SHOPFLOW_DATABASE_URL", raising=False)
-    with pytest.raises(ConfigError, match="SHOPFLOW_KIT_SAMPLE_DATABASE_URL or SHOPFLOW_DATABASE_URL"):
+    with pytest.raises(
+        ConfigError, match="SHOPFLOW_KIT_SAMPLE_DATABASE_URL or SHOPFLOW_DATABASE_URL"
+    ):
         Settings().resolved_database_url()
 
 

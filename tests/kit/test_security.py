@@ -12,9 +12,9 @@ import time
 import httpx
 import pytest
 from joserfc.jwk import ECKey
-
 from shopflow_kit.security import InvalidToken, JWKSCache, TokenVerifier
 from shopflow_kit.service_client import ServiceTokenClient
+
 from tests.utils.issuer import ISSUER, TokenIssuer
 
 
@@ -32,7 +32,14 @@ def bearer(token: str) -> dict[str, str]:
 
 def claims_for(issuer: TokenIssuer) -> dict:
     now = int(time.time())
-    return {"iss": ISSUER, "aud": "shopflow", "sub": "u1", "role": "admin", "iat": now, "exp": now + 600}
+    return {
+        "iss": ISSUER,
+        "aud": "shopflow",
+        "sub": "u1",
+        "role": "admin",
+        "iat": now,
+        "exp": now + 600,
+    }
 
 
 async def test_valid_token_is_accepted(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
@@ -50,10 +57,21 @@ async def test_missing_token_is_401_with_challenge(client: httpx.AsyncClient) ->
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "wrong_audience", "wrong_issuer", "alg_none", "tampered", "hs256_with_public_key",
-     "unknown_kid", "garbage", "no_kid"],
+    [
+        "expired",
+        "wrong_audience",
+        "wrong_issuer",
+        "alg_none",
+        "tampered",
+        "hs256_with_public_key",
+        "unknown_kid",
+        "garbage",
+        "no_kid",
+    ],
 )
-async def test_bad_tokens_are_401(client: httpx.AsyncClient, issuer: TokenIssuer, case: str) -> None:
+async def test_bad_tokens_are_401(
+    client: httpx.AsyncClient, issuer: TokenIssuer, case: str
+) -> None:
     key = issuer.keys[0]
     if case == "expired":
         token = issuer.token(ttl=-120)
@@ -102,7 +120,9 @@ async def test_rotated_key_is_fetched_on_unknown_kid(
 
 async def test_role_is_enforced(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
     assert (await client.get("/admin", headers=bearer(issuer.token()))).status_code == 403
-    assert (await client.get("/admin", headers=bearer(issuer.token(role="admin")))).status_code == 200
+    assert (
+        await client.get("/admin", headers=bearer(issuer.token(role="admin")))
+    ).status_code == 200
     assert (await client.get("/admin")).status_code == 401
 
 
@@ -120,7 +140,9 @@ async def test_service_token_is_accepted_by_require_scope(
     assert response.json() == {"caller": "order-mgmt"}
 
 
-async def test_scope_and_audience_are_enforced(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
+async def test_scope_and_audience_are_enforced(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
     # A shopper's token is for aud=shopflow, never for internal endpoints.
     user = await client.get("/internal/ping", headers=bearer(issuer.token(role="admin")))
     assert user.status_code == 401

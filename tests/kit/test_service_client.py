@@ -6,12 +6,14 @@ import asyncio
 
 import pytest
 from authlib.integrations.base_client.errors import OAuthError
-
 from shopflow_kit.service_client import ServiceTokenClient
+
 from tests.utils.issuer import TokenIssuer
 
 
-def token_client(issuer: TokenIssuer, secret: str = "order-secret", leeway: int = 30) -> ServiceTokenClient:
+def token_client(
+    issuer: TokenIssuer, secret: str = "order-secret", leeway: int = 30
+) -> ServiceTokenClient:
     return ServiceTokenClient(
         f"{issuer.url}/auth/oauth/token", "order-mgmt", secret, ["widgets:read"], leeway=leeway
     )

@@ -8,20 +8,22 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 from sanic import Blueprint, HTTPResponse, Request, Sanic, json
-from tortoise.transactions import in_transaction
-
 from shopflow_kit import (
     Problem,
     ServiceSettings,
-    create_app as kit_create_app,
     json_body,
     parse_query,
     require_role,
     require_scope,
     require_user,
 )
+from shopflow_kit import (
+    create_app as kit_create_app,
+)
 from shopflow_kit.idempotency import idempotent_response
 from shopflow_kit.outbox import publish, relay_task
+from tortoise.transactions import in_transaction
+
 from tests.kit_sample.models import Widget
 
 MODELS = "tests.kit_sample.models"
@@ -117,6 +119,10 @@ def create_app() -> Sanic:
     settings = Settings()
     background = [relay_task(settings, poll_interval=0.2, base_delay=0.1, max_delay=0.5)]
     return kit_create_app(
-        "kit-sample", settings, [bp], MODELS, public_prefix="/widgets",
+        "kit-sample",
+        settings,
+        [bp],
+        MODELS,
+        public_prefix="/widgets",
         background=background if settings.run_relay else (),
     )

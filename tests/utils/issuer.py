@@ -65,8 +65,13 @@ class TokenIssuer:
         key = key or self.keys[0]
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": iss, "aud": aud, "sub": sub or str(uuid.uuid4()), "iat": now,
-            "exp": now + ttl, "jti": uuid.uuid4().hex, **extra,
+            "iss": iss,
+            "aud": aud,
+            "sub": sub or str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            **extra,
         }
         if scope is None:
             claims["role"] = role
@@ -75,7 +80,9 @@ class TokenIssuer:
         header = {"alg": "ES256", "kid": key.kid}
         return jwt.encode(header, claims, key)
 
-    def _handle(self, req: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _handle(
+        self, req: BaseHTTPRequestHandler, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         if req.path == "/auth/.well-known/jwks.json":
             self.jwks_requests += 1
             return 200, {"content-type": "application/json"}, json.dumps(self.jwks()).encode()
@@ -87,11 +94,20 @@ class TokenIssuer:
             if scheme != "Basic" or known is None or known[0] != secret:
                 return 401, {"content-type": "application/json"}, b'{"error":"invalid_client"}'
             scopes = form.get("scope", "").split()
-            if any(s not in known[1] for s in scopes) or form.get("grant_type") != "client_credentials":
+            if (
+                any(s not in known[1] for s in scopes)
+                or form.get("grant_type") != "client_credentials"
+            ):
                 return 400, {"content-type": "application/json"}, b'{"error":"invalid_scope"}'
             self.tokens_issued += 1
-            token = self.token(sub=client_id, aud="shopflow-internal", scope=" ".join(scopes), ttl=60)
-            payload = {"access_token": token, "token_type": "Bearer", "expires_in": 60,
-                       "scope": " ".join(scopes)}
+            token = self.token(
+                sub=client_id, aud="shopflow-internal", scope=" ".join(scopes), ttl=60
+            )
+            payload = {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": 60,
+                "scope": " ".join(scopes),
+            }
             return 200, {"content-type": "application/json"}, json.dumps(payload).encode()
         return 404, {}, b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sanic import Blueprint, Sanic
 
@@ -15,7 +16,7 @@ from shopflow_kit.errors import ProblemErrorHandler
 from shopflow_kit.security import JWKSCache, TokenVerifier
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB; larger bodies get 413
-BackgroundTask = Callable[[Sanic], Awaitable[None]]
+BackgroundTask = Callable[[Sanic[Any, Any]], Awaitable[None]]
 
 
 def create_app(
@@ -26,7 +27,7 @@ def create_app(
     *,
     public_prefix: str,
     background: Sequence[BackgroundTask] = (),
-) -> Sanic:
+) -> Sanic[Any, Any]:
     """Build a service's Sanic app.
 
     ``public_prefix`` (``/auth``, ``/products``) is where the gateway routes the
@@ -61,12 +62,12 @@ def create_app(
         app.blueprint(blueprint)
 
     @app.before_server_start
-    async def open_database(app: Sanic) -> None:
+    async def open_database(app: Sanic[Any, Any]) -> None:
         await init_db(settings, models_module)
-        app.ctx.background = [asyncio.create_task(task(app)) for task in background]
+        app.ctx.background = [asyncio.ensure_future(task(app)) for task in background]
 
     @app.after_server_stop
-    async def close_database(app: Sanic) -> None:
+    async def close_database(app: Sanic[Any, Any]) -> None:
         for task in getattr(app.ctx, "background", []):
             task.cancel()
         await asyncio.gather(*getattr(app.ctx, "background", []), return_exceptions=True)

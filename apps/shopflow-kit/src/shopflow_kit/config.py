@@ -74,7 +74,5 @@ class ServiceSettings(BaseSettings):
                 f"{self.env_name('database_url')} or SHOPFLOW_DATABASE_URL"
             )
         if not url.startswith(("postgres://", "postgresql://")):
-            raise ConfigError(
-                f"{self.service_name}: the database URL must start with postgres://"
-            )
+            raise ConfigError(f"{self.service_name}: the database URL must start with postgres://")
         return url

@@ -82,9 +82,7 @@ def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
             extra=exc.extra,
         )
     if isinstance(exc, ValidationError):
-        return problem_response(
-            422, "the request body is invalid", errors=validation_errors(exc)
-        )
+        return problem_response(422, "the request body is invalid", errors=validation_errors(exc))
     if isinstance(exc, DoesNotExist):
         return problem_response(404, "the resource does not exist")
     if isinstance(exc, IntegrityError):

@@ -72,7 +72,8 @@ async def run_once(
     async with in_transaction() as conn:
         for _ in range(3):
             now = datetime.now(UTC)
-            _, rows = await conn.execute_query(
+            # execute_query_dict fetches; Tortoise's execute_query drops RETURNING rows.
+            rows = await conn.execute_query_dict(
                 _INSERT, [scope, key, request_fingerprint, now, now + ttl]
             )
             if rows:
@@ -94,13 +95,17 @@ async def run_once(
                     title="Idempotency key reused",
                 )
             return StoredResponse(record.status_code or 200, record.response, replayed=True)
-    raise Problem(409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"})
+    raise Problem(
+        409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"}
+    )
 
 
 async def idempotent_response(request: Request, scope: str, work: Work) -> HTTPResponse:
     """Sanic helper: read the header, fingerprint the request, run once, answer."""
     key = validate_key(request.headers.get(HEADER))
-    stored = await run_once(scope, key, fingerprint(request.method, request.path, request.body), work)
+    stored = await run_once(
+        scope, key, fingerprint(request.method, request.path, request.body), work
+    )
     is_problem = isinstance(stored.body, dict) and stored.status >= 400 and "title" in stored.body
     response = json_response(
         stored.body,

@@ -12,7 +12,7 @@ class OutboxEvent(Model):
     id = fields.UUIDField(primary_key=True)
     type = fields.CharField(max_length=64)
     subject_user_id = fields.UUIDField(null=True)
-    data = fields.JSONField()
+    data: fields.Field[dict[str, object]] = fields.JSONField()
     occurred_at = fields.DatetimeField()
     attempts = fields.IntField(default=0)
     next_attempt_at = fields.DatetimeField(db_index=True)
@@ -41,7 +41,7 @@ class IdempotencyRecord(Model):
     key = fields.CharField(max_length=255)
     fingerprint = fields.CharField(max_length=64)
     status_code = fields.IntField(null=True)
-    response = fields.JSONField(null=True)
+    response: fields.Field[object] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     expires_at = fields.DatetimeField(db_index=True)
 

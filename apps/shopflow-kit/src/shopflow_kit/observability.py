@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sanic import HTTPResponse, Request, Sanic, raw
 from sanic import json as json_response
+from sanic.response import BaseHTTPResponse
 from tortoise import connections
 
 from shopflow_kit.errors import problem_response
@@ -95,20 +96,16 @@ def route_template(request: Request) -> str:
     return "/" + route.path.lstrip("/")
 
 
-def install(app: Sanic, service: str, public_prefix: str) -> None:
+def install(app: Sanic[Any, Any], service: str, public_prefix: str) -> None:
     metrics = Metrics(service)
     app.ctx.metrics = metrics
 
-    @app.on_request(priority=100)
     async def start_request(request: Request) -> None:
         incoming = request.headers.get(REQUEST_ID, "")
-        request.ctx.request_id = (
-            incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        )
+        request.ctx.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.ctx.started = time.perf_counter()
 
-    @app.on_response(priority=-100)
-    async def finish_request(request: Request, response: HTTPResponse) -> None:
+    async def finish_request(request: Request, response: BaseHTTPResponse) -> None:
         request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
         response.headers[REQUEST_ID] = request_id
         started = getattr(request.ctx, "started", None)
@@ -127,6 +124,10 @@ def install(app: Sanic, service: str, public_prefix: str) -> None:
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+
+    # First in, last out: every other middleware and error sees the request id.
+    app.register_middleware(start_request, "request", priority=100)
+    app.register_middleware(finish_request, "response", priority=-100)
 
     async def health(request: Request) -> HTTPResponse:
         return json_response({"status": "ok", "service": service})

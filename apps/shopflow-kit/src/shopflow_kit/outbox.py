@@ -8,6 +8,7 @@ events at least once; receivers de-duplicate on the event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -118,10 +119,8 @@ class OutboxRelay:
             if delivered >= self.batch_size:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-            except TimeoutError:
-                pass
 
 
 class HttpEventSink:
@@ -137,9 +136,7 @@ class HttpEventSink:
             raise RuntimeError(f"{self.url} answered {response.status_code}")
 
 
-def relay_task(
-    settings: ServiceSettings, **options: float
-) -> Callable[[Any], Awaitable[None]]:
+def relay_task(settings: ServiceSettings, **options: float) -> Callable[[Any], Awaitable[None]]:
     """A ``create_app(background=...)`` task relaying this service's outbox to notify-hub."""
 
     async def run(_app: Any) -> None:

@@ -137,9 +137,7 @@ class TokenVerifier:
 
 
 def _unauthorized(detail: str) -> Problem:
-    return Problem(
-        401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    )
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 async def authenticate(request: Request, audience: str) -> Principal:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
 import warnings
+from typing import Any
 
 import httpx
 

@@ -35,9 +35,7 @@ def parse_json(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise Problem(
-            422, "the request body is invalid", errors=validation_errors(exc)
-        ) from None
+        raise Problem(422, "the request body is invalid", errors=validation_errors(exc)) from None
 
 
 def parse_query(request: Request, model: type[M]) -> M:
@@ -74,9 +72,9 @@ def json_body(model: type[BaseModel]) -> Callable[[Handler], Handler]:
             return await handler(request, *args, **kwargs)
 
         openapi.component(model)  # registered first, so the body is a $ref to it
-        documented: Handler = openapi.body(
-            {"application/json": Component(model)}, required=True
-        )(wrapper)
+        documented: Handler = openapi.body({"application/json": Component(model)}, required=True)(
+            wrapper
+        )
         return documented
 
     return decorator

@@ -50,7 +50,9 @@ def install_tools() -> None:
     except toolchain.ToolError as exc:
         raise click.ClickException(str(exc)) from None
     if installed:
-        click.echo(f"installed Helm {toolchain.HELM_VERSION} into {path} (sha256 verified)", err=True)
+        click.echo(
+            f"installed Helm {toolchain.HELM_VERSION} into {path} (sha256 verified)", err=True
+        )
 
 
 @main.command()
@@ -62,13 +64,20 @@ def up(fresh: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help=f"Default {GATEWAY_PORT} (SHOPFLOW_PORT_GATEWAY).")
 @click.option(
-    "--virtual-service", "vs_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--port", type=int, default=None, help=f"Default {GATEWAY_PORT} (SHOPFLOW_PORT_GATEWAY)."
+)
+@click.option(
+    "--virtual-service",
+    "vs_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Route by this VirtualService file instead of rendering charts/shopflow-mesh.",
 )
 @click.option(
-    "--upstream", "upstreams", multiple=True, metavar="HOST=URL",
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="HOST=URL",
     help="Map a destination host to a local URL (repeatable); defaults to the local service ports.",
 )
 def gateway(host: str, port: int | None, vs_file: Path | None, upstreams: tuple[str, ...]) -> None:
@@ -79,7 +88,8 @@ def gateway(host: str, port: int | None, vs_file: Path | None, upstreams: tuple[
     try:
         if vs_file:
             vs = next(
-                d for d in yaml.safe_load_all(vs_file.read_text())
+                d
+                for d in yaml.safe_load_all(vs_file.read_text())
                 if isinstance(d, dict) and d.get("kind") == "VirtualService"
             )
         else:
@@ -97,6 +107,9 @@ def gateway(host: str, port: int | None, vs_file: Path | None, upstreams: tuple[
         mapping[name] = url
     app = create_gateway_app(table, mapping)
     app.run(
-        host=host, port=port or local_port("gateway", GATEWAY_PORT), single_process=True,
-        access_log=False, motd=False,
+        host=host,
+        port=port or local_port("gateway", GATEWAY_PORT),
+        single_process=True,
+        access_log=False,
+        motd=False,
     )

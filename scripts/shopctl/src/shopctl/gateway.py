@@ -21,15 +21,24 @@ from typing import Any
 
 import httpx
 from sanic import HTTPResponse, Request, Sanic
-
+from sanic.compat import Header
 from shopflow_kit.errors import ProblemErrorHandler, problem_response
 from shopflow_kit.observability import REQUEST_ID, configure_logging
 
 log = logging.getLogger("shopflow.gateway")
 
 HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
 }
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 RETRY_BODY_LIMIT = 1024 * 1024  # like Envoy, retries need a buffered request body
@@ -230,7 +239,9 @@ class Route:
             matches=matches,
             destinations=tuple(destinations),
             rewrite_uri=rewrite.get("uri") if rewrite else None,
-            timeout=parse_duration(obj["timeout"], f"{where}.timeout") if "timeout" in obj else None,
+            timeout=parse_duration(obj["timeout"], f"{where}.timeout")
+            if "timeout" in obj
+            else None,
             retries=retries,
             fault=fault,
         )
@@ -267,7 +278,9 @@ class RoutingTable:
         spec = vs.get("spec") or {}
         where = f"VirtualService {name}: spec"
         _only(spec, {"hosts", "gateways", "http"}, where)
-        return cls([Route.parse(r, f"{where}.http[{i}]") for i, r in enumerate(spec.get("http") or [])])
+        return cls(
+            [Route.parse(r, f"{where}.http[{i}]") for i, r in enumerate(spec.get("http") or [])]
+        )
 
     def resolve(
         self, method: str, path: str, headers: Mapping[str, str]
@@ -314,7 +327,7 @@ def create_gateway_app(
     *,
     name: str = "shopflow_gateway",
     max_body: int = 64 * 1024 * 1024,
-) -> Sanic:
+) -> Sanic[Any, Any]:
     """``upstreams`` maps a destination's short host name (``user-auth``) to a base URL."""
     configure_logging("gateway", "INFO")
     app = Sanic(name, configure_logging=False, error_handler=ProblemErrorHandler())
@@ -323,14 +336,14 @@ def create_gateway_app(
     app.config.RESPONSE_TIMEOUT = 3600
 
     @app.before_server_start
-    async def open_client(app: Sanic) -> None:
+    async def open_client(app: Sanic[Any, Any]) -> None:
         app.ctx.client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=5.0),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
 
     @app.after_server_stop
-    async def close_client(app: Sanic) -> None:
+    async def close_client(app: Sanic[Any, Any]) -> None:
         await app.ctx.client.aclose()
 
     def upstream_base(dest: Destination) -> str | None:
@@ -346,14 +359,20 @@ def create_gateway_app(
         def fail(status: int, detail: str, **extra: str) -> HTTPResponse:
             log.info(
                 "request",
-                extra={"request_id": request_id, "method": request.method,
-                       "path": request.path, "status": status, "upstream": None},
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "upstream": None,
+                },
             )
             return problem_response(status, detail, headers={**common, **extra})
 
-        path = normalize_path(request.path)
-        if path is None:
+        normalized = normalize_path(request.path)
+        if normalized is None:
             return fail(400, "the path climbs above the root")
+        path = normalized
         headers = {k.lower(): v for k, v in request.headers.items()}
         resolved = table.resolve(request.method, path, headers)
         if resolved is None:
@@ -451,7 +470,7 @@ def create_gateway_app(
         ]
         out_headers = [(k, v) for k, v in out_headers if k.lower() != REQUEST_ID]
         out_headers.append((REQUEST_ID, request_id))
-        response = await request.respond(status=upstream.status_code, headers=out_headers)
+        response = await request.respond(status=upstream.status_code, headers=Header(out_headers))
         try:
             async for chunk in upstream.aiter_raw():
                 await response.send(chunk)
@@ -461,8 +480,11 @@ def create_gateway_app(
         log.info(
             "request",
             extra={
-                "request_id": request_id, "method": request.method, "path": request.path,
-                "route": route.name, "upstream": f"{dest.host}:{dest.port}",
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "route": route.name,
+                "upstream": f"{dest.host}:{dest.port}",
                 "status": upstream.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             },
@@ -475,10 +497,11 @@ def create_gateway_app(
 
 
 async def _stream(request: Request) -> AsyncIterator[bytes]:
-    if request.stream is None:
+    stream: Any = request.stream  # Sanic's HTTP/1 stream; typed as a bare protocol
+    if stream is None:
         return
     while True:
-        chunk = await request.stream.read()
+        chunk = await stream.read()
         if chunk is None:
             break
         yield chunk

@@ -55,6 +55,7 @@ def find_object(rendered: str, kind: str, name: str) -> dict[str, Any]:
 
 def mesh_virtual_service(root: Path, namespace: str = "shopflow-local") -> dict[str, Any]:
     """The VirtualService Istio routes by, rendered from the real mesh chart."""
-    rendered = template(root, root / "charts" / "shopflow-mesh", release="shopflow-mesh",
-                        namespace=namespace)
+    rendered = template(
+        root, root / "charts" / "shopflow-mesh", release="shopflow-mesh", namespace=namespace
+    )
     return find_object(rendered, "VirtualService", "shopflow-virtualservice")

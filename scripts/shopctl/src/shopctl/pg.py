@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
-import stat
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -55,7 +55,8 @@ def _prepare_for_root(datadir: Path) -> None:
     try:
         entry = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True)  # noqa: S607
+        useradd = ["useradd", "--system", "--no-create-home", SYSTEM_USER]
+        subprocess.run(useradd, check=True)  # noqa: S603
         entry = pwd.getpwnam(SYSTEM_USER)
     traverse = stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
     for folder in [*datadir.parents, *POSTGRES_BIN_PATH.parent.parents]:
@@ -93,7 +94,11 @@ class LocalPostgres:
         log = self.datadir.parent / f"{self.datadir.name}.cmd.log"
         with log.open("a") as out:
             result = subprocess.run(  # noqa: S603 (fixed binaries, no shell)
-                list(args), stdout=out, stderr=subprocess.STDOUT, user=_run_as(), timeout=timeout,
+                list(args),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                user=_run_as(),
+                timeout=timeout,
                 check=False,
             )
         if result.returncode != 0:
@@ -123,8 +128,14 @@ class LocalPostgres:
         if self._initialised():
             return
         self._run(
-            self._bin("initdb"), "-D", str(self.datadir), "-U", "postgres",
-            "--auth=trust", "--encoding=UTF8", "--no-instructions",
+            self._bin("initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-instructions",
         )
         settings = [
             "listen_addresses = '127.0.0.1'",
@@ -147,8 +158,17 @@ class LocalPostgres:
             return self.url
         self.port = self.port or free_port()
         self._run(
-            self._bin("pg_ctl"), "-D", str(self.datadir), "-w", "-t", "60",
-            "-l", str(self.datadir / "server.log"), "-o", f"-p {self.port}", "start",
+            self._bin("pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.datadir / "server.log"),
+            "-o",
+            f"-p {self.port}",
+            "start",
         )
         self._wait_ready()
         return self.url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -19,10 +20,8 @@ PR_SET_PDEATHSIG = 1
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     # If shopctl is killed outright (SIGKILL), the kernel stops the children too.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 @dataclass
@@ -43,7 +42,7 @@ class Child:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         log.close()
         return self
@@ -76,8 +75,18 @@ class Child:
 def sanic_args(factory: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """How every service runs: Sanic's CLI with ``--factory``, one process."""
     return [
-        sys.executable, "-m", "sanic", factory, "--factory", "--single-process",
-        "--host", host, "--port", str(port), "--no-motd", "--no-access-logs",
+        sys.executable,
+        "-m",
+        "sanic",
+        factory,
+        "--factory",
+        "--single-process",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-motd",
+        "--no-access-logs",
     ]
 
 

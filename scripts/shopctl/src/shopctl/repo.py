@@ -17,9 +17,11 @@ def repo_root(start: Path | None = None) -> Path:
         return Path(env).resolve()
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        if (folder / "charts").is_dir() and (folder / "apps").is_dir() and (
-            folder / "pyproject.toml"
-        ).is_file():
+        if (
+            (folder / "charts").is_dir()
+            and (folder / "apps").is_dir()
+            and (folder / "pyproject.toml").is_file()
+        ):
             return folder
     raise NotInRepo(f"{here} is not inside a ShopFlow checkout (no charts/ and apps/ found)")
 

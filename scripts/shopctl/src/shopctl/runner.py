@@ -58,7 +58,10 @@ def local_secrets(state: Path) -> dict[str, object]:
 
 
 def service_env(
-    service: Service, database_url: str, state_secrets: dict[str, object], gateway_port: int,
+    service: Service,
+    database_url: str,
+    state_secrets: dict[str, object],
+    gateway_port: int,
     smtp_port: int,
 ) -> dict[str, str]:
     """The environment a service process gets locally: every URL points at 127.0.0.1."""
@@ -129,7 +132,10 @@ class Platform:
         for service in services:
             t = step(f"{service.name}: database {service.database}, migrations, seed")
             db_url = asyncio.run(pg.create_database(server_url, service.database))
-            env = {**os.environ, **service_env(service, db_url, state_secrets, gateway_port, smtp_port)}
+            env = {
+                **os.environ,
+                **service_env(service, db_url, state_secrets, gateway_port, smtp_port),
+            }
             self._run_step([sys.executable, "-m", "shopflow_kit.db", service.package], env, service)
             seed = self.root / "apps" / service.image / "src" / service.package / "seed.py"
             if seed.exists():
@@ -173,20 +179,24 @@ class Platform:
     def _run_step(self, args: list[str], env: dict[str, str], service: Service) -> None:
         result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)  # noqa: S603
         if result.returncode != 0:
-            raise click.ClickException(
-                f"{service.name}: `{' '.join(args[1:])}` failed:\n{(result.stderr or result.stdout)[-2000:]}"
-            )
+            output = (result.stderr or result.stdout)[-2000:]
+            command = " ".join(args[1:])
+            raise click.ClickException(f"{service.name}: `{command}` failed:\n{output}")
 
     def _print_table(
         self, services: list[Service], gateway_port: int, smtp_port: int, server_url: str
     ) -> None:
         rows = [("gateway", f"http://127.0.0.1:{gateway_port}", "public API")]
-        rows += [
-            (s.name, f"http://127.0.0.1:{s.port()}", ", ".join(s.prefixes)) for s in services
-        ]
+        rows += [(s.name, f"http://127.0.0.1:{s.port()}", ", ".join(s.prefixes)) for s in services]
         missing = [s.name for s in SERVICES if s not in services]
         rows.append(("smtp sink", f"smtp://127.0.0.1:{smtp_port}", "mail in .shopflow/mail"))
-        rows.append(("postgresql", server_url.split("@")[-1], "databases: " + ", ".join(s.database for s in services)))
+        rows.append(
+            (
+                "postgresql",
+                server_url.split("@")[-1],
+                "databases: " + ", ".join(s.database for s in services),
+            )
+        )
         width = max(len(r[0]) for r in rows)
         click.echo("\nShopFlow is up:\n")
         for name, url, note in rows:

@@ -29,8 +29,9 @@ class Service:
 
     def port(self) -> int:
         """The local port; ``SHOPFLOW_PORT_<NAME>`` overrides it."""
-        return int(os.environ.get(f"SHOPFLOW_PORT_{self.name.upper().replace('-', '_')}",
-                                  self.local_port))
+        return int(
+            os.environ.get(f"SHOPFLOW_PORT_{self.name.upper().replace('-', '_')}", self.local_port)
+        )
 
     def exists(self, root: Path) -> bool:
         return (root / "apps" / self.image / "pyproject.toml").is_file()

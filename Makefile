@@ -1,0 +1,36 @@
+# One command each: `make up` runs ShopFlow, `make test` tests it, `make check`
+# lints it. `make up` and `make test` set everything up first, so each is the
+# only command a fresh machine needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup up test check bench
+
+help:
+	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
+	@echo "make test   install what is needed and run the test suite"
+	@echo "make check  ruff, format check and mypy"
+	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
+
+setup:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --locked --quiet
+	@$(VENV)/shopctl install-tools
+
+up: setup
+	@$(VENV)/shopctl up $(UP_ARGS)
+
+test: setup
+	@$(VENV)/pytest $(PYTEST_ARGS)
+
+check: setup
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy

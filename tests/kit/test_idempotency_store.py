@@ -1,0 +1,78 @@
+"""The idempotency store in-process: a failed run leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from shopflow_kit.db import close_db, init_db
+from shopflow_kit.errors import Problem
+from shopflow_kit.idempotency import fingerprint, purge_expired, run_once
+from shopflow_kit.models import IdempotencyRecord
+
+from tests.kit.conftest import migrate_sample
+from tests.kit_sample.app import MODELS, Settings
+from tests.kit_sample.models import Widget
+
+
+@pytest_asyncio.fixture(scope="module")
+async def orm(database_url: str) -> AsyncIterator[None]:
+    await migrate_sample(database_url)
+    await init_db(Settings(database_url=database_url), MODELS)
+    yield
+    await close_db()
+
+
+async def test_failed_work_is_rolled_back_and_the_key_freed(orm: None) -> None:
+    calls = 0
+
+    async def failing() -> tuple[int, object]:
+        nonlocal calls
+        calls += 1
+        await Widget.create(name="half-written", count=0)
+        raise RuntimeError("crash mid-way")
+
+    with pytest.raises(RuntimeError):
+        await run_once("s", "k1", "fp", failing)
+    assert await Widget.filter(name="half-written").count() == 0
+    assert await IdempotencyRecord.filter(key="k1").count() == 0
+
+    async def working() -> tuple[int, object]:
+        nonlocal calls
+        calls += 1
+        return 200, {"ok": True}
+
+    stored = await run_once("s", "k1", "fp", working)
+    assert stored.body == {"ok": True} and not stored.replayed and calls == 2
+
+
+async def test_fingerprint_mismatch_is_a_422_problem(orm: None) -> None:
+    async def work() -> tuple[int, object]:
+        return 201, {"n": 1}
+
+    await run_once("s", "k2", "fp-a", work)
+    with pytest.raises(Problem) as raised:
+        await run_once("s", "k2", "fp-b", work)
+    assert raised.value.status_code == 422
+
+
+async def test_purge_removes_only_expired(orm: None) -> None:
+    from datetime import timedelta
+
+    async def work() -> tuple[int, object]:
+        return 200, {}
+
+    await run_once("s", "old", "fp", work, ttl=timedelta(seconds=-1))
+    await run_once("s", "fresh", "fp", work)
+    assert await purge_expired() >= 1
+    assert await IdempotencyRecord.filter(key="old").count() == 0
+    assert await IdempotencyRecord.filter(key="fresh").count() == 1
+
+
+def test_fingerprint_treats_json_as_data() -> None:
+    assert fingerprint("POST", "/x", b'{"a":1,"b":2}') == fingerprint(
+        "POST", "/x", b'{ "b": 2, "a": 1 }'
+    )
+    assert fingerprint("POST", "/x", b'{"a":1}') != fingerprint("POST", "/y", b'{"a":1}')
+    assert fingerprint("POST", "/x", b"\xff") != fingerprint("POST", "/x", b"\xfe")

@@ -1,0 +1,112 @@
+"""The outbox: transactional writes, and at-least-once delivery across outages and crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from http.server import BaseHTTPRequestHandler
+
+import asyncpg
+import httpx
+import pytest
+from shopctl.pg import free_port
+from shopflow_kit.outbox import backoff_delay
+
+from tests.kit.conftest import migrate_sample, sample_env
+from tests.utils.issuer import TokenIssuer
+from tests.utils.live import LoopbackHTTPServer, start_service
+
+
+class Receiver:
+    """notify-hub's /internal/events stand-in: records what arrives, de-duplicating on id."""
+
+    def __init__(self, port: int) -> None:
+        self.received: list[str] = []
+        self.server = LoopbackHTTPServer(self.handle, port=port)
+
+    def handle(self, req: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        if req.path != "/internal/events" or not (
+            req.headers.get("authorization") or ""
+        ).startswith("Bearer "):
+            return 401, {}, b""
+        event = json.loads(body)
+        assert set(event) == {"id", "type", "occurred_at", "subject_user_id", "data"}
+        self.received.append(event["id"])
+        return 200, {"content-type": "application/json"}, b"{}"
+
+
+async def outbox_state(database_url: str) -> tuple[int, int, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS total, count(delivered_at) AS delivered, "
+            "coalesce(max(attempts), 0) AS attempts FROM outbox"
+        )
+        return int(row["total"]), int(row["delivered"]), int(row["attempts"])
+    finally:
+        await conn.close()
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.slow
+async def test_delivers_everything_after_outage_and_relay_crash(
+    database_url: str, issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    await migrate_sample(database_url)
+    receiver_port = free_port()
+    env = sample_env(
+        database_url, issuer, run_relay="true", notify_hub_url=f"http://127.0.0.1:{receiver_port}"
+    )
+    logs = tmp_path_factory.mktemp("outbox-logs")
+    service = start_service("outbox-1", "tests.kit_sample.app:create_app", env, logs)
+    try:
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+            published = [
+                (await http.post("/widgets/publish")).json()["event_id"] for _ in range(10)
+            ]
+            rolled_back = await http.post("/widgets/publish", params={"fail": "1"})
+            assert rolled_back.status_code == 409
+        # The receiver is down: deliveries fail and are rescheduled, none is lost.
+        await wait_for(lambda: _attempted(database_url))
+        total, delivered, _ = await outbox_state(database_url)
+        assert (total, delivered) == (10, 0)  # the rolled-back publish left no event
+    finally:
+        service.kill()  # a crash: no graceful shutdown
+
+    receiver = Receiver(receiver_port)
+    receiver.server.start()
+    restarted = start_service("outbox-2", "tests.kit_sample.app:create_app", env, logs)
+    try:
+        await wait_for(lambda: _all_delivered(database_url))
+    finally:
+        restarted.stop()
+        receiver.server.stop()
+    assert set(receiver.received) == set(published)
+
+
+async def _attempted(database_url: str) -> bool:
+    _, _, attempts = await outbox_state(database_url)
+    return attempts >= 2
+
+
+async def _all_delivered(database_url: str) -> bool:
+    total, delivered, _ = await outbox_state(database_url)
+    return total == delivered == 10
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    for attempt in range(1, 30):
+        delay = backoff_delay(attempt, base=0.5, cap=60)
+        assert 0 <= delay <= min(60, 0.5 * 2 ** (attempt - 1))
+    samples = [backoff_delay(10, base=0.5, cap=60) for _ in range(200)]
+    assert max(samples) > 30  # jitter spreads retries across the window
+    assert len(set(samples)) > 150
