@@ -26,14 +26,16 @@ def create_app(
     models_module: str | None,
     *,
     public_prefix: str,
+    startup: Sequence[BackgroundTask] = (),
     background: Sequence[BackgroundTask] = (),
 ) -> Sanic[Any, Any]:
     """Build a service's Sanic app.
 
     ``public_prefix`` (``/auth``, ``/products``) is where the gateway routes the
     service; its OpenAPI document is served at ``<prefix>/openapi.json``.
-    ``background`` coroutines start after the database is up and are cancelled
-    before it closes (the outbox relay, sweepers).
+    ``startup`` coroutines run after the database is up and before the first
+    request; ``background`` coroutines then run until the server stops (the
+    outbox relay, sweepers).
     """
     observability.configure_logging(settings.service_name, settings.log_level)
     app = Sanic(
@@ -64,6 +66,8 @@ def create_app(
     @app.before_server_start
     async def open_database(app: Sanic[Any, Any]) -> None:
         await init_db(settings, models_module)
+        for hook in startup:
+            await hook(app)
         app.ctx.background = [asyncio.ensure_future(task(app)) for task in background]
 
     @app.after_server_stop

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import wraps
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from joserfc import jwt
@@ -103,8 +103,12 @@ class JWKSCache:
         return key
 
 
+class KeySource(Protocol):
+    async def key_for(self, kid: str) -> Any: ...
+
+
 class TokenVerifier:
-    def __init__(self, jwks: JWKSCache, issuer: str, *, leeway: int = 30) -> None:
+    def __init__(self, jwks: KeySource, issuer: str, *, leeway: int = 30) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.leeway = leeway

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import click
 import yaml
 
 from shopctl import runner, toolchain
+from shopctl.database import service_database
 from shopctl.repo import NotInRepo, repo_root
-from shopctl.services import GATEWAY_PORT, SERVICES, local_port
+from shopctl.services import GATEWAY_PORT, SERVICES, local_port, lookup
 
 
 def _root() -> Path:
@@ -60,6 +62,89 @@ def install_tools() -> None:
 def up(fresh: bool) -> None:
     """Run the platform locally on embedded PostgreSQL, behind the gateway on :8080."""
     sys.exit(runner.run(_root(), fresh))
+
+
+@main.command()
+@click.argument("target")
+@click.option("-n", "--name", help="Name for the migration file.")
+def makemigrations(target: str, name: str | None) -> None:
+    """Write a Tortoise migration for TARGET's model changes (a service, or `kit`)."""
+    import json
+    import tempfile
+
+    from tortoise.cli.cli import run_cli_async
+
+    if target == "kit":
+        label, models, migrations = "kit", "shopflow_kit.models", "shopflow_kit.migrations"
+    else:
+        try:
+            service = lookup(target)
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+        label = service.package
+        models, migrations = f"{label}.models", f"{label}.migrations"
+    # makemigrations compares models with the migration files; it never connects.
+    config = {
+        "connections": {"default": "postgres://unused@127.0.0.1:1/unused"},
+        "apps": {label: {"models": [models], "migrations": migrations}},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(config, file)
+        file.flush()
+        args = ["--config-file", file.name, "makemigrations", *(["-n", name] if name else [])]
+        sys.exit(asyncio.run(run_cli_async(args)))
+
+
+@main.group()
+def admin() -> None:
+    """Administer user accounts."""
+
+
+@admin.command("create")
+@click.option("--email", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--name", default="Admin", show_default=True)
+@click.option("--database-url", help="user-auth's database (default: the local platform's).")
+def admin_create(email: str, password: str, name: str, database_url: str | None) -> None:
+    """Create an admin user; the HTTP API can never create one."""
+    from shopctl import auth
+
+    root = _root()
+    with service_database(root, lookup("user-auth"), database_url) as url:
+        try:
+            user_id = asyncio.run(auth.create_admin(url, email, password, name))
+        except (ValueError, auth.AccountExists) as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"created admin {email} ({user_id})")
+
+
+@main.group("auth")
+def auth_group() -> None:
+    """Operate user-auth."""
+
+
+@auth_group.command("rotate-keys")
+@click.option(
+    "--activate-in",
+    type=int,
+    default=360,
+    show_default=True,
+    help="Seconds before the new key signs; it is published in the JWKS at once, so "
+    "every verifier's cache (5 minutes) has it before its first token.",
+)
+@click.option("--database-url", help="user-auth's database (default: the local platform's).")
+def rotate_keys(activate_in: int, database_url: str | None) -> None:
+    """Add a new signing key; old keys stay published until their tokens expire."""
+    from shopctl import auth
+
+    if activate_in < 0:
+        raise click.BadParameter("must be 0 or more", param_hint="--activate-in")
+    with service_database(_root(), lookup("user-auth"), database_url) as url:
+        try:
+            kid, active_from = asyncio.run(auth.rotate_keys(url, activate_in))
+        except auth.KeyConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"added signing key {kid}; published now, signing from {active_from.isoformat()}")
 
 
 @main.command()

@@ -40,20 +40,27 @@ def done(started: float) -> None:
     click.echo(f"    ok ({time.monotonic() - started:.1f}s)", err=True)
 
 
+ADMIN_EMAIL = "admin@shopflow.local"
+
+
 def local_secrets(state: Path) -> dict[str, object]:
     """Generated once per checkout, mode 0600, never committed (.shopflow is ignored)."""
     path = state / "secrets.json"
-    if path.exists():
-        loaded: dict[str, object] = json.loads(path.read_text())
-        return loaded
-    data: dict[str, object] = {
+    wanted: dict[str, object] = {
         "clients": {s.name: secrets.token_urlsafe(32) for s in SERVICES},
         "key_encryption_key": secrets.token_urlsafe(32),
+        "admin_password": secrets.token_urlsafe(18),
     }
+    data: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
+    if set(wanted) <= set(data):
+        return data
+    data = {**wanted, **data}  # keep what exists, add what a newer version needs
     state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)
+    partial.replace(path)
     return data
 
 
@@ -73,12 +80,16 @@ def service_env(
         f"{p}JWT_ISSUER": f"http://127.0.0.1:{gateway_port}/auth",
         f"{p}OAUTH_CLIENT_ID": service.name,
         f"{p}OAUTH_CLIENT_SECRET": str(clients[service.name]),
-        f"{p}SMTP_HOST": "127.0.0.1",
-        f"{p}SMTP_PORT": str(smtp_port),
-        f"{p}KEY_ENCRYPTION_KEY": str(state_secrets["key_encryption_key"]),
-        # user-auth needs every client's secret to issue service tokens.
-        f"{p}OAUTH_CLIENTS": json.dumps(clients),
     }
+    # Least privilege: only the service that needs a secret gets it.
+    if service.name == "user-auth":
+        env[f"{p}OAUTH_CLIENTS"] = json.dumps(clients)
+        env[f"{p}KEY_ENCRYPTION_KEY"] = str(state_secrets["key_encryption_key"])
+        env[f"{p}SEED_ADMIN_EMAIL"] = ADMIN_EMAIL
+        env[f"{p}SEED_ADMIN_PASSWORD"] = str(state_secrets["admin_password"])
+    if service.name == "notify-hub":
+        env[f"{p}SMTP_HOST"] = "127.0.0.1"
+        env[f"{p}SMTP_PORT"] = str(smtp_port)
     for other in SERVICES:
         env[f"{p}{other.name.upper().replace('-', '_')}_URL"] = f"http://127.0.0.1:{other.port()}"
     return env
@@ -175,6 +186,11 @@ class Platform:
         wait_http(f"http://127.0.0.1:{gateway_port}/", gateway, accept=(200, 404))
         done(t)
         self._print_table(services, gateway_port, smtp_port, server_url)
+        if any(s.name == "user-auth" for s in services):
+            click.echo(
+                f"Admin: {ADMIN_EMAIL} / {state_secrets['admin_password']} "
+                "(generated; kept in .shopflow/secrets.json)\n"
+            )
 
     def _run_step(self, args: list[str], env: dict[str, str], service: Service) -> None:
         result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)  # noqa: S603

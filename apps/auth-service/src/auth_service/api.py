@@ -1,0 +1,170 @@
+"""user-auth's HTTP API (the auth section of API.md)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from sanic import Blueprint, HTTPResponse, Request, json
+from sanic_ext.extensions.openapi import openapi
+from shopflow_kit import Problem, json_body, require_user
+
+from auth_service import service
+from auth_service.models import User
+from auth_service.schemas import (
+    LoginIn,
+    MeOut,
+    RefreshIn,
+    RegisterIn,
+    ServiceTokenOut,
+    TokenPairOut,
+    UserOut,
+)
+
+bp = Blueprint("auth", url_prefix="/auth")
+
+
+def _pair(pair: service.TokenPair) -> HTTPResponse:
+    body = TokenPairOut(
+        access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
+    )
+    return json(body.model_dump(), headers={"Cache-Control": "no-store"})
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the last hop our gateway (or Envoy) appended, else the peer."""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    return hops[-1] if hops else (request.remote_addr or request.ip)
+
+
+@bp.post("/register")
+@openapi.response(201, {"application/json": UserOut})
+@json_body(RegisterIn)
+async def register(request: Request, body: RegisterIn) -> HTTPResponse:
+    user = await service.register(str(body.email), body.password, body.name)
+    out = UserOut(
+        id=user.id, email=user.email, name=user.name, role=user.role, created_at=user.created_at
+    )
+    return json(out.model_dump(mode="json"), status=201)
+
+
+@bp.post("/login")
+@openapi.response(200, {"application/json": TokenPairOut})
+@json_body(LoginIn)
+async def login(request: Request, body: LoginIn) -> HTTPResponse:
+    pair = await service.login(
+        request.app.ctx.minter, body.email, body.password, client_address(request)
+    )
+    return _pair(pair)
+
+
+@bp.post("/refresh")
+@openapi.response(200, {"application/json": TokenPairOut})
+@json_body(RefreshIn)
+async def refresh(request: Request, body: RefreshIn) -> HTTPResponse:
+    return _pair(await service.refresh(request.app.ctx.minter, body.refresh_token))
+
+
+@bp.post("/logout")
+@openapi.response(204, description="the refresh token is revoked")
+@json_body(RefreshIn)
+async def logout(request: Request, body: RefreshIn) -> HTTPResponse:
+    await service.logout(body.refresh_token)
+    return HTTPResponse(status=204)
+
+
+@bp.get("/me")
+@openapi.secured("bearer")
+@openapi.response(200, {"application/json": MeOut})
+@require_user
+async def me(request: Request) -> HTTPResponse:
+    user = await User.get_or_none(id=request.ctx.principal.subject)
+    if user is None:
+        raise Problem(401, "the account no longer exists")
+    return json(
+        MeOut(id=user.id, email=user.email, name=user.name, role=user.role).model_dump(mode="json")
+    )
+
+
+@bp.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> HTTPResponse:
+    keys = await request.app.ctx.keys.published()
+    return json({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
+
+
+@bp.get("/.well-known/openid-configuration")
+async def openid_configuration(request: Request) -> HTTPResponse:
+    issuer = request.app.ctx.settings.jwt_issuer.rstrip("/")
+    return json(
+        {
+            "issuer": issuer,
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "token_endpoint": f"{issuer}/oauth/token",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "scopes_supported": sorted(
+                {
+                    s
+                    for scopes in request.app.ctx.settings.oauth_client_scopes.values()
+                    for s in scopes
+                }
+            ),
+        },
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise service.oauth_error(
+                401, "invalid_client", "malformed Basic credentials"
+            ) from None
+        client_id, sep, secret = decoded.partition(":")
+        if sep:
+            return unquote(client_id), unquote(secret)
+    if "client_id" in form and "client_secret" in form:
+        return form["client_id"], form["client_secret"]
+    raise service.oauth_error(
+        401,
+        "invalid_client",
+        "client authentication is required",
+        **{"WWW-Authenticate": 'Basic realm="shopflow"'},
+    )
+
+
+@bp.post("/oauth/token")
+@openapi.response(200, {"application/json": ServiceTokenOut})
+async def token(request: Request) -> HTTPResponse:
+    """OAuth2 client credentials (RFC 6749 section 4.4); the body is form-encoded."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type != "application/x-www-form-urlencoded":
+        raise service.oauth_error(400, "invalid_request", "the body must be form-encoded")
+    try:
+        parsed = parse_qs(request.body.decode(), strict_parsing=False)
+    except UnicodeDecodeError:
+        raise service.oauth_error(400, "invalid_request", "the body is not UTF-8") from None
+    form: dict[str, Any] = {k: v[0] for k, v in parsed.items()}
+    if form.get("grant_type") != "client_credentials":
+        raise service.oauth_error(
+            400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
+        )
+    client_id, secret = _client_auth(request, form)
+    access_token, scopes = await service.client_credentials(
+        request.app.ctx.minter, client_id, secret, form.get("scope")
+    )
+    body = ServiceTokenOut(
+        access_token=access_token, expires_in=request.app.ctx.minter.ttl, scope=" ".join(scopes)
+    )
+    return json(body.model_dump(), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,272 @@
+"""user-auth's use cases: accounts, sessions and tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from joserfc import jwt
+from shopflow_kit.errors import Problem
+from shopflow_kit.outbox import publish
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from auth_service import passwords
+from auth_service.keys import ALG, KeyRing
+from auth_service.models import LoginFailure, RefreshToken, User
+
+if TYPE_CHECKING:
+    from auth_service.app import Settings
+
+BAD_CREDENTIALS = "the email or password is wrong"
+BAD_REFRESH = "the refresh token is unknown, spent or expired"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+
+
+class TokenMinter:
+    """Signs access and service tokens with the key ring's active key."""
+
+    def __init__(self, keys: KeyRing, settings: Settings) -> None:
+        self.keys = keys
+        self.settings = settings
+
+    @property
+    def ttl(self) -> int:
+        return self.settings.access_token_ttl_seconds
+
+    async def _sign(self, claims: dict[str, Any]) -> str:
+        key = await self.keys.signing_key()
+        now = int(utcnow().timestamp())
+        claims = {
+            "iss": self.settings.jwt_issuer,
+            "iat": now,
+            "exp": now + self.ttl,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
+        return jwt.encode({"alg": ALG, "kid": key.kid, "typ": "JWT"}, claims, key)
+
+    async def access_token(self, user: User) -> str:
+        return await self._sign(
+            {"aud": self.settings.jwt_audience, "sub": str(user.id), "role": user.role}
+        )
+
+    async def service_token(self, client_id: str, scopes: list[str]) -> str:
+        return await self._sign(
+            {
+                "aud": self.settings.service_audience,
+                "sub": client_id,
+                "client_id": client_id,
+                "scope": " ".join(scopes),
+            }
+        )
+
+
+# --- accounts ---------------------------------------------------------------
+
+
+async def register(email: str, password: str, name: str, *, role: str = "customer") -> User:
+    """Create an account and its ``user.registered`` event in one transaction."""
+    password_hash = await passwords.hash_password(password)
+    try:
+        async with in_transaction():
+            user = await User.create(
+                id=uuid.uuid4(),
+                email=email.strip(),
+                email_normalized=normalize_email(email),
+                name=name,
+                password_hash=password_hash,
+                role=role,
+            )
+            await publish(
+                "user.registered",
+                {"email": user.email, "name": user.name},
+                subject_user_id=user.id,
+            )
+    except IntegrityError:
+        raise Problem(409, "an account with this email already exists") from None
+    return user
+
+
+# --- login and throttling ----------------------------------------------------
+
+
+async def _throttle(settings: Settings, buckets: dict[str, int]) -> None:
+    """429 with Retry-After once a bucket reached its limit within the window."""
+    window = timedelta(seconds=settings.login_window_seconds)
+    since = utcnow() - window
+    for bucket, limit in buckets.items():
+        failures = (
+            await LoginFailure.filter(bucket=bucket, failed_at__gt=since)
+            .order_by("-failed_at")
+            .limit(limit)
+            .values_list("failed_at", flat=True)
+        )
+        if len(failures) >= limit:
+            # Free again when the oldest of the last `limit` failures leaves the window.
+            oldest: datetime = failures[-1]  # type: ignore[assignment]
+            retry_after = max(1, int((oldest + window - utcnow()).total_seconds()) + 1)
+            raise Problem(
+                429,
+                "too many failed logins; try again later",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+
+async def login(minter: TokenMinter, email: str, password: str, client_address: str) -> TokenPair:
+    settings = minter.settings
+    account = f"account:{normalize_email(email)}"
+    buckets = {
+        account: settings.login_failure_limit,
+        f"ip:{client_address}": settings.ip_failure_limit,
+    }
+    await _throttle(settings, buckets)
+    user = await User.get_or_none(email_normalized=normalize_email(email))
+    # Unknown emails cost one argon2 verify too, so timing reveals nothing.
+    valid = await passwords.verify_password(
+        user.password_hash if user else passwords.dummy_hash(), password
+    )
+    if user is None or not valid:
+        now = utcnow()
+        await LoginFailure.bulk_create([LoginFailure(bucket=b, failed_at=now) for b in buckets])
+        raise Problem(401, BAD_CREDENTIALS)
+    await LoginFailure.filter(bucket=account).delete()
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = await passwords.hash_password(password)
+        await user.save(update_fields=["password_hash"])
+    return await _new_session(minter, user, family_id=uuid.uuid4(), parent_id=None)
+
+
+async def _new_session(
+    minter: TokenMinter, user: User, *, family_id: uuid.UUID, parent_id: uuid.UUID | None
+) -> TokenPair:
+    refresh = secrets.token_urlsafe(32)
+    await RefreshToken.create(
+        id=uuid.uuid4(),
+        user=user,
+        family_id=family_id,
+        parent_id=parent_id,
+        token_hash=token_hash(refresh),
+        expires_at=utcnow() + timedelta(days=minter.settings.refresh_token_ttl_days),
+    )
+    return TokenPair(await minter.access_token(user), minter.ttl, refresh)
+
+
+# --- refresh tokens ------------------------------------------------------------
+
+
+async def refresh(minter: TokenMinter, presented: str) -> TokenPair:
+    """Rotate: the presented token is spent and a new pair issued.
+
+    Presenting a spent token is a sign it was stolen: the whole family (every
+    token descended from the same login) is revoked.
+    """
+    reused = False
+    async with in_transaction():
+        token = (
+            await RefreshToken.filter(token_hash=token_hash(presented))
+            .select_for_update()
+            .prefetch_related("user")
+            .first()
+        )
+        if token is None or token.revoked_at is not None or token.expires_at <= utcnow():
+            raise Problem(401, BAD_REFRESH)
+        if token.used_at is not None:
+            await RefreshToken.filter(family_id=token.family_id, revoked_at=None).update(
+                revoked_at=utcnow()
+            )
+            reused = True
+        else:
+            token.used_at = utcnow()
+            await token.save(update_fields=["used_at"])
+            return await _new_session(
+                minter, token.user, family_id=token.family_id, parent_id=token.id
+            )
+    assert reused  # the revocation above is committed before answering
+    raise Problem(401, BAD_REFRESH)
+
+
+async def logout(presented: str) -> None:
+    updated = await RefreshToken.filter(
+        token_hash=token_hash(presented),
+        revoked_at=None,
+        used_at=None,
+        expires_at__gt=utcnow(),
+    ).update(revoked_at=utcnow())
+    if not updated:
+        raise Problem(401, BAD_REFRESH)
+
+
+# --- service tokens (OAuth2 client credentials) ---------------------------------
+
+
+def oauth_error(status: int, error: str, description: str, **headers: str) -> Problem:
+    return Problem(
+        status,
+        description,
+        headers=headers,
+        extra={"error": error, "error_description": description},
+    )
+
+
+async def client_credentials(
+    minter: TokenMinter, client_id: str, client_secret: str, requested: str | None
+) -> tuple[str, list[str]]:
+    settings = minter.settings
+    known = settings.oauth_clients.get(client_id)
+    # compare_digest on a dummy too, so unknown clients cost the same.
+    expected = known.get_secret_value() if known else secrets.token_urlsafe(32)
+    if not hmac.compare_digest(expected.encode(), client_secret.encode()) or known is None:
+        raise oauth_error(
+            401,
+            "invalid_client",
+            "client authentication failed",
+            **{"WWW-Authenticate": 'Basic realm="shopflow"'},
+        )
+    allowed = settings.oauth_client_scopes.get(client_id, [])
+    scopes = requested.split() if requested else list(allowed)
+    refused = [s for s in scopes if s not in allowed]
+    if refused:
+        raise oauth_error(
+            400, "invalid_scope", f"scope not allowed for {client_id}: {' '.join(refused)}"
+        )
+    return await minter.service_token(client_id, scopes), scopes
+
+
+# --- admin and housekeeping -------------------------------------------------------
+
+
+async def create_admin(email: str, password: str, name: str) -> User:
+    problem = passwords.password_problem(password)
+    if problem:
+        raise ValueError(f"password {problem}")
+    return await register(email, password, name, role="admin")
+
+
+async def purge_expired_state(settings: Settings) -> None:
+    cutoff = utcnow() - timedelta(seconds=settings.login_window_seconds)
+    await LoginFailure.filter(failed_at__lt=cutoff).delete()
+    await RefreshToken.filter(expires_at__lt=utcnow() - timedelta(days=1)).delete()

@@ -1,0 +1,57 @@
+"""`shopctl up` end to end: the gateway, the SMTP sink, and a clean stop (run last)."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from email.message import EmailMessage
+
+import httpx
+import psutil
+from shopctl.smtp import read_messages
+
+from tests.e2e.conftest import Platform
+
+
+def test_up_prints_the_table(platform: Platform) -> None:
+    output = platform.output()
+    assert f"http://127.0.0.1:{platform.ports['GATEWAY']}" in output
+    assert "user-auth" in output and "Admin: admin@shopflow.local" in output
+
+
+def test_unrouted_and_internal_paths_are_404(platform: Platform) -> None:
+    unrouted = httpx.get(f"{platform.gateway}/no/such/path")
+    assert unrouted.status_code == 404
+    assert unrouted.headers["content-type"] == "application/problem+json"
+    assert unrouted.headers["x-request-id"]
+    for path in ("/internal/events", "/internal/payments", "/auth/../internal/events"):
+        response = httpx.get(f"{platform.gateway}{path}")
+        assert response.status_code == 404 and response.headers["x-request-id"]
+
+
+def test_smtp_sink_keeps_mail(platform: Platform) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = (
+        "a@shopflow.test",
+        "b@shopflow.test",
+        "hello",
+    )
+    message.set_content("body")
+    with smtplib.SMTP("127.0.0.1", platform.ports["SMTP"]) as smtp:
+        smtp.send_message(message)
+    assert "hello" in [m["Subject"] for m in read_messages(platform.state / "mail")]
+
+
+def test_local_secrets_are_private(platform: Platform) -> None:
+    assert oct((platform.state / "secrets.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_zz_stops_cleanly_without_orphans(platform: Platform) -> None:
+    assert platform.children
+    assert platform.stop() == 0, platform.output()
+    assert "stopped." in platform.output()
+    time.sleep(0.5)
+    assert not [
+        c for c in platform.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert not (platform.state / "pg" / "postmaster.pid").exists()
