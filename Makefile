@@ -38,3 +38,4 @@ check: setup
 
 bench: setup
 	@$(VENV)/python -m tests.load.bench_login
+	@$(VENV)/python -m tests.load.bench_catalog

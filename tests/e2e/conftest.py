@@ -56,8 +56,8 @@ class Platform:
         return self.exit_code
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def start_platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+    """`shopctl up` on free ports with its own state folder; waits for its table."""
     folder = tmp_path_factory.mktemp("platform")
     ports = {name: free_port() for name in PORTS}
     env = {**os.environ, "SHOPFLOW_STATE_DIR": str(folder / "state")}
@@ -80,5 +80,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             pytest.fail(f"shopctl up did not start:\n{running.output()}")
         time.sleep(0.2)
     running.children = psutil.Process(process.pid).children(recursive=True)
+    return running
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform shared by the API flow tests."""
+    running = start_platform(tmp_path_factory)
     yield running
     running.stop()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import smtplib
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 
 import httpx
 import psutil
+import pytest
 from shopctl.smtp import read_messages
 
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import Platform, start_platform
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A platform of this module's own, which the last test stops."""
+    running = start_platform(tmp_path_factory)
+    yield running
+    running.stop()
 
 
 def test_up_prints_the_table(platform: Platform) -> None:
@@ -46,12 +56,11 @@ def test_local_secrets_are_private(platform: Platform) -> None:
     assert oct((platform.state / "secrets.json").stat().st_mode & 0o777) == "0o600"
 
 
-def test_zz_stops_cleanly_without_orphans(platform: Platform) -> None:
-    assert platform.children
-    assert platform.stop() == 0, platform.output()
-    assert "stopped." in platform.output()
+def test_stops_cleanly_without_orphans(own: Platform) -> None:
+    assert own.children
+    assert httpx.get(f"{own.gateway}/auth/health").status_code == 200
+    assert own.stop() == 0, own.output()
+    assert "stopped." in own.output()
     time.sleep(0.5)
-    assert not [
-        c for c in platform.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE
-    ]
-    assert not (platform.state / "pg" / "postmaster.pid").exists()
+    assert not [c for c in own.children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not (own.state / "pg" / "postmaster.pid").exists()

@@ -334,6 +334,17 @@ async def test_request_and_response_bodies_stream(http: httpx.AsyncClient) -> No
     assert len(big.content) == 3 * 1024 * 1024
 
 
+async def test_declared_body_over_the_limit_is_413(gateway: str) -> None:
+    # Answered from the headers alone, before any of the body is read.
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(gateway.rsplit(":", 1)[1]))
+    writer.write(b"POST /stream/too-big HTTP/1.1\r\nHost: x\r\nContent-Length: 9437184\r\n\r\n")
+    await writer.drain()
+    raw = await reader.read(4096)
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 413")
+    assert b"application/problem+json" in raw
+
+
 async def test_dot_segments_cannot_reach_unrouted_paths(gateway: str) -> None:
     # httpx would normalise the path itself; send it raw.
     reader, writer = await asyncio.open_connection("127.0.0.1", int(gateway.rsplit(":", 1)[1]))

@@ -11,7 +11,7 @@ import yaml
 
 from shopctl import runner, toolchain
 from shopctl.database import service_database
-from shopctl.repo import NotInRepo, repo_root
+from shopctl.repo import NotInRepo, local_state, repo_root
 from shopctl.services import GATEWAY_PORT, SERVICES, local_port, lookup
 
 
@@ -95,6 +95,30 @@ def makemigrations(target: str, name: str | None) -> None:
         sys.exit(asyncio.run(run_cli_async(args)))
 
 
+@main.command()
+@click.argument("services", nargs=-1)
+@click.option("--database-url", help="The service's database (only with one service).")
+def seed(services: tuple[str, ...], database_url: str | None) -> None:
+    """Migrate and load seed data for SERVICES (default: every service that has a seed)."""
+    from shopctl.runner import local_secrets, migrate_and_seed, service_env
+
+    root = _root()
+    try:
+        chosen = [lookup(name) for name in services] or [s for s in SERVICES if s.exists(root)]
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from None
+    if database_url and len(chosen) != 1:
+        raise click.UsageError("--database-url needs exactly one service")
+    secrets = local_secrets(local_state(root))
+    for service in chosen:
+        if not service.exists(root):
+            raise click.ClickException(f"{service.name} has no code under apps/{service.image} yet")
+        with service_database(root, service, database_url) as url:
+            env = service_env(service, url, secrets, local_port("gateway", GATEWAY_PORT), 0)
+            migrate_and_seed(root, service, env)
+        click.echo(f"{service.name}: migrated and seeded", err=True)
+
+
 @main.group()
 def admin() -> None:
     """Administer user accounts."""
@@ -165,7 +189,20 @@ def rotate_keys(activate_in: int, database_url: str | None) -> None:
     metavar="HOST=URL",
     help="Map a destination host to a local URL (repeatable); defaults to the local service ports.",
 )
-def gateway(host: str, port: int | None, vs_file: Path | None, upstreams: tuple[str, ...]) -> None:
+@click.option(
+    "--max-body-bytes",
+    type=int,
+    default=1024 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413 (API.md's limit).",
+)
+def gateway(
+    host: str,
+    port: int | None,
+    vs_file: Path | None,
+    upstreams: tuple[str, ...],
+    max_body_bytes: int,
+) -> None:
     """Run the local gateway, routing by the mesh chart's VirtualService."""
     from shopctl.gateway import GatewayConfigError, RoutingTable, create_gateway_app
     from shopctl.helm import RenderError, mesh_virtual_service
@@ -190,7 +227,7 @@ def gateway(host: str, port: int | None, vs_file: Path | None, upstreams: tuple[
         if not sep or not url.startswith("http"):
             raise click.BadParameter(f"{item!r} is not HOST=URL", param_hint="--upstream")
         mapping[name] = url
-    app = create_gateway_app(table, mapping)
+    app = create_gateway_app(table, mapping, max_body=max_body_bytes)
     app.run(
         host=host,
         port=port or local_port("gateway", GATEWAY_PORT),

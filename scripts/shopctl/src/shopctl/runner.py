@@ -95,6 +95,22 @@ def service_env(
     return env
 
 
+def migrate_and_seed(
+    root: Path, service: Service, env: dict[str, str], *, seed: bool = True
+) -> None:
+    """Apply ``service``'s migrations, then its seed if it has one (both idempotent)."""
+    steps = [[sys.executable, "-m", "shopflow_kit.db", service.package]]
+    if (root / "apps" / service.image / "src" / service.package / "seed.py").exists():
+        steps.append([sys.executable, "-m", f"{service.package}.seed"])
+    for args in steps:
+        result = subprocess.run(  # noqa: S603
+            args, env={**os.environ, **env}, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout)[-2000:]
+            raise click.ClickException(f"{service.name}: `{' '.join(args[1:])}` failed:\n{output}")
+
+
 @dataclass
 class Platform:
     root: Path
@@ -143,14 +159,8 @@ class Platform:
         for service in services:
             t = step(f"{service.name}: database {service.database}, migrations, seed")
             db_url = asyncio.run(pg.create_database(server_url, service.database))
-            env = {
-                **os.environ,
-                **service_env(service, db_url, state_secrets, gateway_port, smtp_port),
-            }
-            self._run_step([sys.executable, "-m", "shopflow_kit.db", service.package], env, service)
-            seed = self.root / "apps" / service.image / "src" / service.package / "seed.py"
-            if seed.exists():
-                self._run_step([sys.executable, "-m", f"{service.package}.seed"], env, service)
+            env = service_env(service, db_url, state_secrets, gateway_port, smtp_port)
+            migrate_and_seed(self.root, service, env)
             done(t)
 
         for service in services:
@@ -191,13 +201,6 @@ class Platform:
                 f"Admin: {ADMIN_EMAIL} / {state_secrets['admin_password']} "
                 "(generated; kept in .shopflow/secrets.json)\n"
             )
-
-    def _run_step(self, args: list[str], env: dict[str, str], service: Service) -> None:
-        result = subprocess.run(args, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout)[-2000:]
-            command = " ".join(args[1:])
-            raise click.ClickException(f"{service.name}: `{command}` failed:\n{output}")
 
     def _print_table(
         self, services: list[Service], gateway_port: int, smtp_port: int, server_url: str

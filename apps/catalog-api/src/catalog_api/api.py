@@ -1,0 +1,130 @@
+"""catalog-api's HTTP API (the catalog section of API.md) and its internal endpoints."""
+
+from __future__ import annotations
+
+import uuid
+
+from sanic import Blueprint, HTTPResponse, Request, json
+from sanic_ext.extensions.openapi import openapi
+from shopflow_kit import Problem, json_body, parse_query, require_role, require_scope
+from shopflow_kit.http import cached_json, page_body
+
+from catalog_api import service
+from catalog_api.schemas import (
+    CategoryOut,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+    ProductQuery,
+    ReservationIn,
+    ReservationOut,
+)
+
+bp = Blueprint("catalog")
+internal = Blueprint("catalog_internal", url_prefix="/internal")
+
+
+@bp.get("/products")
+@openapi.parameter("q", str, description="full-text search over name and description, ranked")
+@openapi.parameter("category", str, description="category slug")
+@openapi.parameter("min_price_cents", int)
+@openapi.parameter("max_price_cents", int)
+@openapi.parameter("in_stock", bool)
+@openapi.parameter("sort", str, description="relevance | price_asc | price_desc | name | newest")
+@openapi.parameter("page", int)
+@openapi.parameter("page_size", int, description="1-100, default 20")
+@openapi.response(200, {"application/json": ProductOut}, description="a page of products")
+async def list_products(request: Request) -> HTTPResponse:
+    query = parse_query(request, ProductQuery)
+    items, total = await service.search_products(query)
+    return cached_json(request, page_body(items, total, query))
+
+
+@bp.get("/products/<product_id:str>")
+@openapi.response(200, {"application/json": ProductOut})
+async def get_product(request: Request, product_id: str) -> HTTPResponse:
+    return cached_json(request, await service.get_product(product_id))
+
+
+@bp.get("/categories")
+@openapi.response(200, {"application/json": CategoryOut})
+async def list_categories(request: Request) -> HTTPResponse:
+    return cached_json(request, {"items": await service.list_categories()})
+
+
+@bp.post("/products")
+@openapi.secured("bearer")
+@openapi.response(201, {"application/json": ProductOut})
+@require_role("admin")
+@json_body(ProductIn)
+async def create_product(request: Request, body: ProductIn) -> HTTPResponse:
+    return json(await service.create_product(body), status=201)
+
+
+@bp.patch("/products/<product_id:str>")
+@openapi.secured("bearer")
+@openapi.response(200, {"application/json": ProductOut})
+@require_role("admin")
+@json_body(ProductPatch)
+async def update_product(request: Request, product_id: str, body: ProductPatch) -> HTTPResponse:
+    return json(await service.update_product(product_id, body))
+
+
+@bp.delete("/products/<product_id:str>")
+@openapi.secured("bearer")
+@require_role("admin")
+async def delete_product(request: Request, product_id: str) -> HTTPResponse:
+    await service.delete_product(product_id)
+    return HTTPResponse(status=204)
+
+
+# --- internal: order-mgmt's service token with inventory:reserve -----------------------
+
+
+@internal.post("/reservations")
+@openapi.response(201, {"application/json": ReservationOut})
+@require_scope("inventory:reserve")
+@json_body(ReservationIn)
+async def reserve(request: Request, body: ReservationIn) -> HTTPResponse:
+    reservation, created = await service.reserve(
+        body.order_id, [(i.product_id, i.quantity) for i in body.items], body.ttl_seconds
+    )
+    return json(reservation, status=201 if created else 200)
+
+
+def _order_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise Problem(404, "no reservation for this order") from None
+
+
+@internal.post("/reservations/<order_id:str>/commit")
+@require_scope("inventory:reserve")
+async def commit(request: Request, order_id: str) -> HTTPResponse:
+    return json(await service.commit(_order_id(order_id)))
+
+
+@internal.post("/reservations/<order_id:str>/release")
+@require_scope("inventory:reserve")
+async def release(request: Request, order_id: str) -> HTTPResponse:
+    return json(await service.release(_order_id(order_id)))
+
+
+@internal.get("/products/prices")
+@require_scope("inventory:reserve")
+async def prices(request: Request) -> HTTPResponse:
+    raw = [part for value in request.args.getlist("ids") for part in value.split(",") if part]
+    if not raw or len(raw) > 100:
+        raise Problem(
+            400,
+            "ids must list 1 to 100 product ids",
+            errors=[{"field": "ids", "message": "1-100 ids"}],
+        )
+    try:
+        ids = [uuid.UUID(v) for v in raw]
+    except ValueError:
+        raise Problem(
+            400, "ids must be UUIDs", errors=[{"field": "ids", "message": "not a UUID"}]
+        ) from None
+    return json({"items": await service.prices(ids)})

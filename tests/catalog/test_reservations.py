@@ -1,0 +1,215 @@
+"""Reservations: all-or-nothing, idempotent, expiring, and never overselling."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.catalog.conftest import catalog_env, customer, make_product, new_category, service_token
+from tests.utils.issuer import TokenIssuer
+from tests.utils.live import LiveService, start_service
+
+
+async def available(http: httpx.AsyncClient, product_id: str) -> int:
+    return int((await http.get(f"/products/{product_id}")).json()["stock_available"])
+
+
+def reservation(order_id: str, *lines: tuple[str, int], ttl: int = 600) -> dict:
+    return {
+        "order_id": order_id,
+        "items": [{"product_id": p, "quantity": q} for p, q in lines],
+        "ttl_seconds": ttl,
+    }
+
+
+async def test_reserve_commit_release_are_idempotent(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    product = await make_product(client, issuer, new_category(), stock=10)
+    pid, order = product["id"], str(uuid.uuid4())
+    auth = service_token(issuer)
+    first = await client.post(
+        "/internal/reservations", json=reservation(order, (pid, 3)), headers=auth
+    )
+    assert first.status_code == 201 and first.json()["status"] == "held"
+    again = await client.post(
+        "/internal/reservations", json=reservation(order, (pid, 3)), headers=auth
+    )
+    assert again.status_code == 200 and again.json() == first.json()
+    assert await available(client, pid) == 7
+    different = await client.post(
+        "/internal/reservations", json=reservation(order, (pid, 4)), headers=auth
+    )
+    assert different.status_code == 409
+
+    for _ in range(2):
+        committed = await client.post(f"/internal/reservations/{order}/commit", headers=auth)
+        assert committed.status_code == 200 and committed.json()["status"] == "committed"
+    assert await available(client, pid) == 7  # stock 7, nothing held
+    # Releasing a committed reservation restocks it (a cancelled order).
+    for _ in range(2):
+        released = await client.post(f"/internal/reservations/{order}/release", headers=auth)
+        assert released.status_code == 200 and released.json()["status"] == "released"
+    assert await available(client, pid) == 10
+    assert (
+        await client.post(f"/internal/reservations/{order}/commit", headers=auth)
+    ).status_code == 409
+
+
+async def test_release_frees_held_stock(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
+    product = await make_product(client, issuer, new_category(), stock=4)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    await client.post(
+        "/internal/reservations", json=reservation(order, (product["id"], 4)), headers=auth
+    )
+    assert await available(client, product["id"]) == 0
+    assert (
+        await client.post(f"/internal/reservations/{order}/release", headers=auth)
+    ).status_code == 200
+    assert await available(client, product["id"]) == 4
+
+
+async def test_short_stock_is_409_and_all_or_nothing(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    cat = new_category()
+    plenty = await make_product(client, issuer, cat, stock=10)
+    scarce = await make_product(client, issuer, cat, stock=1)
+    response = await client.post(
+        "/internal/reservations",
+        json=reservation(str(uuid.uuid4()), (plenty["id"], 2), (scarce["id"], 2)),
+        headers=service_token(issuer),
+    )
+    assert response.status_code == 409
+    assert response.json()["short_items"] == [
+        {"product_id": scarce["id"], "requested": 2, "available": 1}
+    ]
+    assert await available(client, plenty["id"]) == 10  # nothing was held
+
+
+async def test_unknown_products_and_bad_bodies(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    auth = service_token(issuer)
+    unknown = await client.post(
+        "/internal/reservations",
+        json=reservation(str(uuid.uuid4()), (str(uuid.uuid4()), 1)),
+        headers=auth,
+    )
+    assert unknown.status_code == 422
+    zero = await client.post(
+        "/internal/reservations",
+        json=reservation(str(uuid.uuid4()), (str(uuid.uuid4()), 0)),
+        headers=auth,
+    )
+    assert zero.status_code == 422
+    missing = await client.post(f"/internal/reservations/{uuid.uuid4()}/commit", headers=auth)
+    assert missing.status_code == 404
+
+
+async def test_internal_endpoints_need_the_scope(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    body = reservation(str(uuid.uuid4()), (str(uuid.uuid4()), 1))
+    assert (await client.post("/internal/reservations", json=body)).status_code == 401
+    assert (
+        await client.post("/internal/reservations", json=body, headers=customer(issuer))
+    ).status_code == 401
+    wrong = service_token(issuer, scope="payments:charge")
+    assert (
+        await client.post("/internal/reservations", json=body, headers=wrong)
+    ).status_code == 403
+
+
+async def test_expired_reservation_restores_stock(
+    client: httpx.AsyncClient, issuer: TokenIssuer, database_url: str
+) -> None:
+    product = await make_product(client, issuer, new_category(), stock=5)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    held = await client.post(
+        "/internal/reservations", json=reservation(order, (product["id"], 5), ttl=1), headers=auth
+    )
+    assert held.status_code == 201
+    assert await available(client, product["id"]) == 0
+    await asyncio.sleep(1.2)
+    assert await available(client, product["id"]) == 5  # real time: expiry counts at once
+    await asyncio.sleep(1.0)  # the sweeper marks it expired
+    conn = await asyncpg.connect(database_url)
+    try:
+        status = await conn.fetchval(
+            "SELECT status FROM reservations WHERE order_id = $1", uuid.UUID(order)
+        )
+    finally:
+        await conn.close()
+    assert status == "expired"
+    assert (
+        await client.post(f"/internal/reservations/{order}/commit", headers=auth)
+    ).status_code == 409
+
+
+async def test_prices(client: httpx.AsyncClient, issuer: TokenIssuer) -> None:
+    cat = new_category()
+    a = await make_product(client, issuer, cat, price_cents=1999)
+    b = await make_product(client, issuer, cat, price_cents=500)
+    response = await client.get(
+        "/internal/products/prices",
+        params={"ids": f"{a['id']},{b['id']}"},
+        headers=service_token(issuer),
+    )
+    prices = {p["id"]: p["price_cents"] for p in response.json()["items"]}
+    assert prices == {a["id"]: 1999, b["id"]: 500}
+    bad = await client.get(
+        "/internal/products/prices", params={"ids": "nope"}, headers=service_token(issuer)
+    )
+    assert bad.status_code == 400
+
+
+@pytest.mark.slow
+async def test_two_hundred_concurrent_reservations_never_oversell(
+    client: httpx.AsyncClient,
+    catalog: LiveService,
+    issuer: TokenIssuer,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two catalog processes compete for stock 10: exactly 10 reservations win."""
+    second = start_service(
+        "catalog-api-2",
+        "catalog_api.app:create_app",
+        catalog_env(database_url, issuer),
+        tmp_path_factory.mktemp("catalog-2"),
+    )
+    try:
+        product = await make_product(client, issuer, new_category(), stock=10)
+        auth = service_token(issuer)
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+            bases = [catalog.base_url, second.base_url]
+            results = await asyncio.gather(
+                *(
+                    http.post(
+                        f"{bases[i % 2]}/internal/reservations",
+                        json=reservation(str(uuid.uuid4()), (product["id"], 1)),
+                        headers=auth,
+                    )
+                    for i in range(200)
+                )
+            )
+    finally:
+        second.stop()
+    statuses = [r.status_code for r in results]
+    assert statuses.count(201) == 10 and statuses.count(409) == 190
+    assert await available(client, product["id"]) == 0
+    conn = await asyncpg.connect(database_url)
+    try:
+        held = await conn.fetchval(
+            "SELECT sum(quantity) FROM reservation_items WHERE product_id = $1",
+            uuid.UUID(product["id"]),
+        )
+    finally:
+        await conn.close()
+    assert held == 10
