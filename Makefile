@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
-	@echo "make check  ruff, format check and mypy"
+	@echo "make check  ruff, format check, mypy and hadolint"
 	@echo "make bench  benchmarks that print side-by-side ratios"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
 
@@ -35,6 +35,7 @@ check: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+	$(VENV)/hadolint apps/*/Dockerfile
 
 bench: setup
 	@$(VENV)/python -m tests.load.bench_login

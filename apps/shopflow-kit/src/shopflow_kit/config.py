@@ -6,10 +6,22 @@ Each service subclasses :class:`ServiceSettings` and sets its own ``env_prefix``
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Where the cluster mounts the service's Secret, one file per setting
+#: (``SHOPFLOW_<IMAGE>_DATABASE_URL``, ...). Files, not env vars: they do not
+#: leak into child processes, crash dumps or `kubectl describe`.
+SECRETS_DIR = Path(os.environ.get("SHOPFLOW_SECRETS_DIR", "/var/run/secrets/shopflow"))
 
 
 class ConfigError(RuntimeError):
@@ -56,6 +68,20 @@ class ServiceSettings(BaseSettings):
     @property
     def oauth_token_url(self) -> str:
         return f"{self.user_auth_url.rstrip('/')}/auth/oauth/token"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        if SECRETS_DIR.is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=SECRETS_DIR))
+        return tuple(sources)
 
     def env_name(self, field: str) -> str:
         prefix = self.model_config.get("env_prefix", "")

@@ -16,6 +16,30 @@ class RenderError(RuntimeError):
     pass
 
 
+_built: set[Path] = set()
+
+
+def ensure_dependencies(root: Path, chart: Path) -> None:
+    """Package ``file://`` dependencies (the library chart) into ``charts/``, once per process."""
+    chart = chart.resolve()
+    if chart in _built:
+        return
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text()) or {}
+    if meta.get("dependencies"):
+        result = subprocess.run(  # noqa: S603
+            [str(require_helm(root)), "dependency", "build", str(chart), "--skip-refresh"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RenderError(
+                f"helm dependency build {chart.name} failed:\n{result.stderr.strip()}"
+            )
+    _built.add(chart)
+
+
 def template(
     root: Path,
     chart: Path,
@@ -27,6 +51,7 @@ def template(
     api_versions: Sequence[str] = (),
 ) -> str:
     """``helm template`` with Argo CD's arguments; returns the rendered YAML."""
+    ensure_dependencies(root, chart)
     args = [str(require_helm(root)), "template", release, str(chart), "--namespace", namespace]
     for values in value_files:
         args += ["--values", str(values)]
@@ -36,7 +61,9 @@ def template(
         args += ["--api-versions", api]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
     if result.returncode != 0:
-        raise RenderError(f"helm template {chart.name} failed:\n{result.stderr.strip()}")
+        # Helm's INFO lines (e.g. about the symlinked values schema) are noise here.
+        errors = [ln for ln in result.stderr.splitlines() if not ln.startswith("level=INFO")]
+        raise RenderError(f"helm template {chart.name} failed:\n" + "\n".join(errors).strip())
     return result.stdout
 
 
