@@ -9,7 +9,7 @@ metadata:
   name: {{ include "shopflow-service.name" . }}
   namespace: {{ .Release.Namespace }}
   labels:
-    {{- include "shopflow-service.labels" . | nindent 4 }}
+    {{- include "shopflow-service.workloadLabels" . | nindent 4 }}
   annotations:
     {{- include "shopflow-service.checkovSkips" .Values.checkovSkips | nindent 4 }}
 spec:
@@ -28,10 +28,10 @@ spec:
   template:
     metadata:
       labels:
-        {{- include "shopflow-service.labels" . | nindent 8 }}
+        {{- include "shopflow-service.workloadLabels" . | nindent 8 }}
       annotations:
         # A config change rolls the pods.
-        checksum/config: {{ include "shopflow-service.configmap" . | sha256sum }}
+        checksum/config: {{ include "shopflow-service.configData" . | sha256sum }}
         prometheus.io/scrape: "true"
         prometheus.io/port: {{ .Values.port | quote }}
         prometheus.io/path: /metrics

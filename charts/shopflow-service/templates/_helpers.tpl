@@ -17,14 +17,23 @@ app.kubernetes.io/name: {{ include "shopflow-service.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/*
+Labels on every object. The image tag is deliberately not among them: a
+promotion then changes only the workloads, and `shopctl diff` shows just that.
+*/}}
 {{- define "shopflow-service.labels" -}}
 {{ include "shopflow-service.selectorLabels" . }}
-version: {{ include "shopflow-service.tag" . | quote }}
-app.kubernetes.io/version: {{ include "shopflow-service.tag" . | quote }}
 app.kubernetes.io/component: api
 app.kubernetes.io/part-of: shopflow
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Workloads and their pods also carry the version (Istio reads `version`). */}}
+{{- define "shopflow-service.workloadLabels" -}}
+{{ include "shopflow-service.labels" . }}
+version: {{ include "shopflow-service.tag" . | quote }}
+app.kubernetes.io/version: {{ include "shopflow-service.tag" . | quote }}
 {{- end -}}
 
 {{/* SHOPFLOW_<PACKAGE>_: the service's settings prefix, from the image name. */}}

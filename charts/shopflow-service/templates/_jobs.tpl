@@ -6,7 +6,7 @@ metadata:
   name: {{ include "shopflow-service.name" . }}-migrate
   namespace: {{ .Release.Namespace }}
   labels:
-    {{- include "shopflow-service.labels" . | nindent 4 }}
+    {{- include "shopflow-service.workloadLabels" . | nindent 4 }}
   annotations:
     argocd.argoproj.io/hook: PreSync
     argocd.argoproj.io/hook-delete-policy: BeforeHookCreation,HookSucceeded

@@ -171,6 +171,127 @@ def rotate_keys(activate_in: int, database_url: str | None) -> None:
     click.echo(f"added signing key {kid}; published now, signing from {active_from.isoformat()}")
 
 
+def _progress(message: str) -> None:
+    click.echo(f"  {message}", err=True)
+
+
+@main.command()
+@click.option("--env", "env", required=True, help="dev, staging or prod")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per Application here.",
+)
+@click.option("--service", help="Only this service's Application (user-auth, ..., platform, mesh).")
+def render(env: str, out: Path | None, service: str | None) -> None:
+    """Render ENV exactly as Argo CD would (ApplicationSets -> Applications -> helm template)."""
+    from shopctl.render import write_render
+
+    click.echo(f"rendering {env}...", err=True)
+    result = _run_render(env, service)
+    if out:
+        for path in write_render(result, out):
+            click.echo(str(path))
+    else:
+        for app in result.applications:
+            click.echo(f"# Application {app.name}\n{app.text}", nl=False)
+    click.echo(
+        f"rendered {len(result.applications)} Applications in {result.seconds:.1f}s", err=True
+    )
+
+
+def _run_render(env: str, service: str | None = None):  # type: ignore[no-untyped-def]
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.helm import RenderError
+    from shopctl.render import UnknownEnvironment, render_environment
+
+    try:
+        return asyncio.run(render_environment(_root(), env, service=service, progress=_progress))
+    except (UnknownEnvironment, ApplicationSetError, RenderError, toolchain.ToolError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--env", "env", required=True, help="dev, staging or prod")
+def validate(env: str) -> None:
+    """Validate ENV's render: schemas (Kubernetes, Istio, Argo CD) and cross-references."""
+    from shopctl.validate import validate_argocd, validate_environment
+
+    click.echo(f"rendering {env}...", err=True)
+    result = _run_render(env)
+    findings = validate_environment(result) + validate_argocd(
+        _root(), result.environment.kube_version
+    )
+    objects = sum(len(a.documents) for a in result.applications)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        raise click.ClickException(f"{len(findings)} problem(s) in {env}")
+    click.echo(
+        f"{env}: {len(result.applications)} Applications, {objects} objects valid "
+        f"for Kubernetes {result.environment.kube_version}",
+        err=True,
+    )
+
+
+@main.command()
+@click.option("--base", required=True, help="The git revision to compare with (e.g. origin/main).")
+@click.option("--env", "envs", multiple=True, help="Only this environment (repeatable).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True
+)
+def diff(base: str, envs: tuple[str, ...], fmt: str) -> None:
+    """Per-object diff of what Argo CD would apply, BASE against the working tree."""
+    from shopctl import diff as differ
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.helm import RenderError
+    from shopctl.render import UnknownEnvironment, environments
+
+    root = _root()
+    known = sorted(environments(root))
+    chosen = list(envs) or known
+    for env in chosen:
+        if env not in known:
+            raise click.ClickException(
+                f"unknown environment {env!r}; environments: {', '.join(known)}"
+            )
+    try:
+        results = differ.diff(root, base, chosen, progress=_progress)
+    except (
+        differ.DiffError,
+        UnknownEnvironment,
+        ApplicationSetError,
+        RenderError,
+        toolchain.ToolError,
+    ) as exc:
+        raise click.ClickException(str(exc)) from None
+    text = (
+        differ.format_markdown(results, base) if fmt == "markdown" else differ.format_text(results)
+    )
+    click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--from", "source", required=True, help="Environment to take the tags from.")
+@click.option("--to", "target", required=True, help="Environment to promote into.")
+@click.option("--service", "services", multiple=True, help="Only this service (repeatable).")
+def promote(source: str, target: str, services: tuple[str, ...]) -> None:
+    """Copy image tags from one environment's version.yaml files to another's (nothing else)."""
+    from shopctl import promote as promoter
+
+    try:
+        changes = promoter.plan(_root(), source, target, list(services))
+    except promoter.PromotionError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not changes:
+        click.echo(f"{target} already runs {source}'s tags; nothing to promote", err=True)
+        return
+    promoter.apply(changes)
+    for change in changes:
+        click.echo(change.diff, nl=False)
+    click.echo(f"promoted {len(changes)} service(s) from {source} to {target}", err=True)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(

@@ -21,6 +21,8 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 
+from shopctl.argo_schemas import SCHEMAS as ARGO_SCHEMAS
+
 ISTIO_MODULES = {
     "networking.istio.io/v1": "cloudcoil.models.istio.networking.v1",
     "security.istio.io/v1": "cloudcoil.models.istio.security.v1",
@@ -82,9 +84,10 @@ EXTERNAL_SECRET_V1: dict[str, Any] = {
     },
 }
 
-# Extra schemas, by (apiVersion, kind); the Argo CD ones are added by argocd.py.
+# Extra schemas, by (apiVersion, kind).
 EXTRA_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("external-secrets.io/v1", "ExternalSecret"): EXTERNAL_SECRET_V1,
+    **ARGO_SCHEMAS,
 }
 
 

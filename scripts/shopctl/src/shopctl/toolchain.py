@@ -45,7 +45,10 @@ def helm_version(binary: Path | str) -> str | None:
 
 
 def find_helm(root: Path) -> Path | None:
-    """The repo's pinned Helm, else a Helm v4 on PATH."""
+    """SHOPFLOW_HELM if set, else the repo's pinned Helm, else a Helm v4 on PATH."""
+    explicit = os.environ.get("SHOPFLOW_HELM")
+    if explicit:
+        return Path(explicit)
     pinned = tools_bin(root) / "helm"
     if pinned.is_file() and os.access(pinned, os.X_OK):
         return pinned
