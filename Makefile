@@ -11,13 +11,16 @@ endif
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup up test check bench
+ENV ?= prod
+
+.PHONY: help setup up test check bench policy
 
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
 	@echo "make check  ruff, format check, mypy and hadolint"
 	@echo "make bench  benchmarks that print side-by-side ratios"
+	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
 
 setup:
@@ -40,3 +43,6 @@ check: setup
 bench: setup
 	@$(VENV)/python -m tests.load.bench_login
 	@$(VENV)/python -m tests.load.bench_catalog
+
+policy: setup
+	@$(VENV)/shopctl policy --env $(ENV)

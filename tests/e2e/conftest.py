@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,9 +57,10 @@ class Platform:
         return self.exit_code
 
 
-def start_platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
+def start_platform() -> Platform:
     """`shopctl up` on free ports with its own state folder; waits for its table."""
-    folder = tmp_path_factory.mktemp("platform")
+    # Outside pytest's basetemp (see tests/conftest.py): the platform's PostgreSQL lives here.
+    folder = Path(tempfile.mkdtemp(prefix="shopflow-e2e-"))
     ports = {name: free_port() for name in PORTS}
     env = {**os.environ, "SHOPFLOW_STATE_DIR": str(folder / "state")}
     env.update({f"SHOPFLOW_PORT_{k}": str(v) for k, v in ports.items()})
@@ -84,8 +86,9 @@ def start_platform(tmp_path_factory: pytest.TempPathFactory) -> Platform:
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform() -> Iterator[Platform]:
     """One platform shared by the API flow tests."""
-    running = start_platform(tmp_path_factory)
+    running = start_platform()
     yield running
     running.stop()
+    shutil.rmtree(running.state.parent, ignore_errors=True)

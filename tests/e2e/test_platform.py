@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import smtplib
 import time
 from collections.abc import Iterator
@@ -16,11 +17,12 @@ from tests.e2e.conftest import Platform, start_platform
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def own() -> Iterator[Platform]:
     """A platform of this module's own, which the last test stops."""
-    running = start_platform(tmp_path_factory)
+    running = start_platform()
     yield running
     running.stop()
+    shutil.rmtree(running.state.parent, ignore_errors=True)
 
 
 def test_up_prints_the_table(platform: Platform) -> None:

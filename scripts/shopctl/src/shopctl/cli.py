@@ -293,6 +293,37 @@ def promote(source: str, target: str, services: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option("--env", "env", help="Scan what Argo CD would apply for this environment.")
+@click.option(
+    "--manifests", type=click.Path(path_type=Path), help="Scan any folder of YAML instead."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default reports/<env>).",
+)
+def policy(env: str | None, manifests: Path | None, out: Path | None) -> None:
+    """Run checkov and the ShopFlow pack; write SARIF, JUnit, JSON, Markdown and HTML reports."""
+    from shopctl import policy as policies
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.helm import RenderError
+    from shopctl.render import UnknownEnvironment
+
+    if (env is None) == (manifests is None):
+        raise click.UsageError("give exactly one of --env ENV or --manifests DIR")
+    root = _root()
+    out = out or root / "reports" / (env or "manifests")
+    try:
+        result = policies.run(root, env=env, manifests=manifests, out=out, progress=_progress)
+    except (policies.PolicyError, UnknownEnvironment, ApplicationSetError, RenderError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in policies.summary_lines(result, out):
+        click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--port", type=int, default=None, help=f"Default {GATEWAY_PORT} (SHOPFLOW_PORT_GATEWAY)."

@@ -59,7 +59,10 @@ def template(
         args += ["--kube-version", kube_version]
     for api in api_versions:
         args += ["--api-versions", api]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"helm template {chart.name} took over 120s") from None
     if result.returncode != 0:
         # Helm's INFO lines (e.g. about the symlinked values schema) are noise here.
         errors = [ln for ln in result.stderr.splitlines() if not ln.startswith("level=INFO")]

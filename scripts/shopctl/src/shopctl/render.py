@@ -140,7 +140,9 @@ async def _render_one(root: Path, command: Command, app: dict[str, Any]) -> Rend
     chart, args = helm_arguments(root, app)
     await asyncio.to_thread(ensure_dependencies, root, chart)
     try:
-        output = await command.run(args)
+        output = await asyncio.wait_for(command.run(args), timeout=120)
+    except TimeoutError:
+        raise RenderError(f"{app['metadata']['name']}: helm template took over 120s") from None
     except HelmError as exc:
         lines = [ln for ln in str(exc).splitlines() if not ln.startswith("level=INFO")]
         raise RenderError(f"{app['metadata']['name']}: " + "\n".join(lines).strip()) from None
