@@ -221,7 +221,7 @@ class Platform:
         for name, url, note in rows:
             click.echo(f"  {name.ljust(width)}  {url.ljust(28)}  {note}")
         if missing:
-            click.echo(f"\n  not built yet (no apps/<image>): {', '.join(missing)}")
+            click.echo(f"\n  not built yet (no code under apps/<image>): {', '.join(missing)}")
         click.echo("\nLogs: .shopflow/logs/   Stop: Ctrl-C\n")
 
     def watch(self, stop: threading.Event) -> int:
