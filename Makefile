@@ -38,6 +38,7 @@ check: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+	$(VENV)/shopctl dockerfiles --check
 	$(VENV)/hadolint apps/*/Dockerfile
 
 bench: setup

@@ -27,3 +27,15 @@ def test_dockerfile(image: str) -> None:
     assert "EXPOSE 4000" in runtime and "uv" not in runtime.split("COPY --from=builder", 1)[1]
     assert f'"{image.replace("-", "_")}.app:create_app", "--factory"' in runtime
     assert f"--package {image}" in text
+
+
+def test_dockerfiles_match_their_template(tmp_path: Path) -> None:
+    from shopctl import dockerfiles
+
+    assert dockerfiles.stale(ROOT) == [], "run `shopctl dockerfiles` after editing the template"
+    # A hand edit is caught.
+    (tmp_path / "apps" / "catalog-api").mkdir(parents=True)
+    (tmp_path / "apps" / "catalog-api" / "Dockerfile").write_text(
+        dockerfiles.render("catalog-api").replace("USER 10001:10001", "USER root")
+    )
+    assert tmp_path / "apps" / "catalog-api" / "Dockerfile" in dockerfiles.stale(tmp_path)

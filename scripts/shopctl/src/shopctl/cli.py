@@ -119,6 +119,26 @@ def seed(services: tuple[str, ...], database_url: str | None) -> None:
         click.echo(f"{service.name}: migrated and seeded", err=True)
 
 
+@main.command()
+@click.option(
+    "--check", is_flag=True, help="Only report Dockerfiles that differ from the template."
+)
+def dockerfiles(check: bool) -> None:
+    """Write apps/<image>/Dockerfile for the five services from one template."""
+    from shopctl import dockerfiles as generator
+
+    root = _root()
+    if check:
+        stale = generator.stale(root)
+        for path in stale:
+            click.echo(f"{path.relative_to(root)} differs from the template", err=True)
+        if stale:
+            raise click.ClickException("run `shopctl dockerfiles` to regenerate them")
+        return
+    for path in generator.write(root):
+        click.echo(f"wrote {path.relative_to(root)}")
+
+
 @main.group()
 def admin() -> None:
     """Administer user accounts."""
