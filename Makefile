@@ -18,7 +18,7 @@ ENV ?= prod
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
-	@echo "make check  ruff, format check, mypy and hadolint"
+	@echo "make check  ruff, format check, mypy, import layering and hadolint"
 	@echo "make bench  benchmarks that print side-by-side ratios"
 	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
@@ -38,6 +38,7 @@ check: setup
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+	$(VENV)/lint-imports --no-cache
 	$(VENV)/shopctl dockerfiles --check
 	$(VENV)/hadolint apps/*/Dockerfile
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from auth_service.app import MODELS, Settings
+from auth_service.config import MODELS, Settings
 from shopflow_kit.db import migrate
 
 from tests.utils.live import LiveService, start_service

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from catalog_api.app import MODELS, Settings
+from catalog_api.config import MODELS, Settings
 from shopflow_kit.db import migrate
 
 from tests.utils.issuer import ISSUER, TokenIssuer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from catalog_api.app import MODELS, Settings
+from catalog_api.config import MODELS, Settings
 from catalog_api.models import Category, Product
 from catalog_api.seed import seed_catalog
 from shopflow_kit.db import close_db, init_db, migrate

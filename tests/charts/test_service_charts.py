@@ -172,7 +172,8 @@ def test_migration_job_is_a_presync_hook(renders: dict, chart: str) -> None:
     assert annotations["argocd.argoproj.io/hook"] == "PreSync"
     assert "HookSucceeded" in annotations["argocd.argoproj.io/hook-delete-policy"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["python", "-m", "shopflow_kit.db", chart.replace("-", "_")]
+    # The service's own operations entry point, as shopctl runs it locally.
+    assert container["command"] == ["python", "-m", chart.replace("-", "_"), "migrate"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
 

@@ -22,11 +22,14 @@ from shopflow_kit import (
 )
 from shopflow_kit.idempotency import idempotent_response
 from shopflow_kit.outbox import publish, relay_task
+from shopflow_kit.registry import Service
 from tortoise.transactions import in_transaction
 
 from tests.kit_sample.models import Widget
 
 MODELS = "tests.kit_sample.models"
+#: Not one of the five: a sample service the kit's tests build the way the five are built.
+SERVICE = Service("kit-sample", "kit-sample", "kit_sample", 0, ("/widgets",))
 
 
 class Settings(ServiceSettings):
@@ -119,10 +122,9 @@ def create_app() -> Sanic:
     settings = Settings()
     background = [relay_task(settings, poll_interval=0.2, base_delay=0.1, max_delay=0.5)]
     return kit_create_app(
-        "kit-sample",
+        SERVICE,
         settings,
         [bp],
         MODELS,
-        public_prefix="/widgets",
         background=background if settings.run_relay else (),
     )

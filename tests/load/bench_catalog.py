@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from catalog_api.app import MODELS, Settings
-from catalog_api.seed import main as seed_main
+from catalog_api.config import MODELS, Settings
 from shopctl.pg import LocalPostgres, create_database
 from shopflow_kit.db import migrate
 
@@ -31,7 +32,9 @@ def main() -> None:
             env = {"SHOPFLOW_CATALOG_API_DATABASE_URL": url}
             os.environ.update(env)  # the seed reads its settings from the environment
             asyncio.run(migrate(Settings(), MODELS))
-            asyncio.run(seed_main())
+            subprocess.run(
+                [sys.executable, "-m", "catalog_api", "seed"], check=True, env={**os.environ, **env}
+            )
             catalog = start_service("catalog-api", "catalog_api.app:create_app", env, Path(tmp))
             bare = start_service("bare", "tests.load.bare_app:create_app", {}, Path(tmp))
             try:

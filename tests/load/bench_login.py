@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
-from auth_service.app import MODELS, Settings
+from auth_service.config import MODELS, Settings
 from auth_service.passwords import HASHER
 from shopctl.pg import LocalPostgres, create_database
 from shopflow_kit.db import migrate

@@ -33,7 +33,7 @@ spec:
         - name: migrate
           image: {{ include "shopflow-service.image" . }}
           imagePullPolicy: Always
-          command: ["python", "-m", "shopflow_kit.db", {{ include "shopflow-service.package" . | quote }}]
+          command: ["python", "-m", {{ include "shopflow-service.package" . | quote }}, "migrate"]
           envFrom:
             {{- include "shopflow-service.envFrom" . | nindent 12 }}
           resources:

@@ -19,16 +19,18 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey
+from shopflow_kit.config import ConfigError
 from shopflow_kit.security import InvalidToken as InvalidJWT
 from tortoise.transactions import in_transaction
 
+from auth_service.config import Settings
 from auth_service.models import SigningKey
 
 ALG = "ES256"
 
 
-class KeyConfigError(RuntimeError):
-    pass
+class KeyConfigError(ConfigError):
+    """The signing keys cannot be set up; the message names the setting to fix."""
 
 
 def _fernet(key_encryption_key: str) -> Fernet:
@@ -160,3 +162,20 @@ class KeyRing:
             if jwk.get("kid") == kid:
                 return ECKey.import_key(jwk)
         raise InvalidJWT("unknown signing key")
+
+
+def key_ring(settings: Settings) -> KeyRing:
+    """The key ring the settings describe: a mounted key, or generated keys under the KEK."""
+    kek = settings.key_encryption_key.get_secret_value() if settings.key_encryption_key else ""
+    configured = settings.signing_key.get_secret_value() if settings.signing_key else None
+    if not kek and configured is None and settings.signing_key_file is None:
+        raise KeyConfigError(
+            "user-auth needs SHOPFLOW_AUTH_SERVICE_KEY_ENCRYPTION_KEY (to store generated "
+            "signing keys) or SHOPFLOW_AUTH_SERVICE_SIGNING_KEY[_FILE]"
+        )
+    return KeyRing(
+        kek,
+        timedelta(seconds=settings.access_token_ttl_seconds),
+        configured_key=configured,
+        configured_key_file=settings.signing_key_file,
+    )

@@ -8,7 +8,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from joserfc import jwt
 from shopflow_kit.errors import Problem
@@ -17,11 +17,9 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from auth_service import passwords
+from auth_service.config import Settings
 from auth_service.keys import ALG, KeyRing
 from auth_service.models import LoginFailure, RefreshToken, User
-
-if TYPE_CHECKING:
-    from auth_service.app import Settings
 
 BAD_CREDENTIALS = "the email or password is wrong"
 BAD_REFRESH = "the refresh token is unknown, spent or expired"

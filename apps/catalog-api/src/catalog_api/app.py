@@ -1,4 +1,4 @@
-"""catalog-api: the app factory, settings and the reservation sweeper."""
+"""catalog-api: the Sanic app and its reservation sweeper."""
 
 from __future__ import annotations
 
@@ -6,24 +6,14 @@ import asyncio
 import logging
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 from sanic import Sanic
-from shopflow_kit import ServiceSettings
 from shopflow_kit import create_app as kit_create_app
 
 from catalog_api import service
 from catalog_api.api import bp, internal
+from catalog_api.config import MODELS, SERVICE, Settings
 
-MODELS = "catalog_api.models"
 log = logging.getLogger("catalog.sweeper")
-
-
-class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_CATALOG_API_")
-    service_name: str = "catalog-api"
-    database_name: str = "catalog"
-    sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
 
 async def sweep_reservations(app: Sanic[Any, Any]) -> None:
@@ -39,12 +29,6 @@ async def sweep_reservations(app: Sanic[Any, Any]) -> None:
 
 
 def create_app() -> Sanic[Any, Any]:
-    settings = Settings()
     return kit_create_app(
-        "catalog-api",
-        settings,
-        [bp, internal],
-        MODELS,
-        public_prefix="/products",
-        background=[sweep_reservations],
+        SERVICE, Settings(), [bp, internal], MODELS, background=[sweep_reservations]
     )

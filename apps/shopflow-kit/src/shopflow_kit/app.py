@@ -13,6 +13,7 @@ from shopflow_kit import observability, openapi
 from shopflow_kit.config import ServiceSettings
 from shopflow_kit.db import close_db, init_db
 from shopflow_kit.errors import ProblemErrorHandler
+from shopflow_kit.registry import Service
 from shopflow_kit.security import JWKSCache, TokenVerifier
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB; larger bodies get 413
@@ -20,26 +21,26 @@ BackgroundTask = Callable[[Sanic[Any, Any]], Awaitable[None]]
 
 
 def create_app(
-    name: str,
+    service: Service,
     settings: ServiceSettings,
     blueprints: Sequence[Blueprint],
     models_module: str | None,
     *,
-    public_prefix: str,
     startup: Sequence[BackgroundTask] = (),
     background: Sequence[BackgroundTask] = (),
 ) -> Sanic[Any, Any]:
-    """Build a service's Sanic app.
+    """Build ``service``'s Sanic app.
 
-    ``public_prefix`` (``/auth``, ``/products``) is where the gateway routes the
-    service; its OpenAPI document is served at ``<prefix>/openapi.json``.
+    The service's first public prefix (``/auth``, ``/products``) is where its
+    OpenAPI document is served: ``<prefix>/openapi.json``.
     ``startup`` coroutines run after the database is up and before the first
     request; ``background`` coroutines then run until the server stops (the
     outbox relay, sweepers).
     """
+    public_prefix = service.openapi_prefix
     observability.configure_logging(settings.service_name, settings.log_level)
     app = Sanic(
-        re.sub(r"[^A-Za-z0-9_]", "_", name),
+        re.sub(r"[^A-Za-z0-9_]", "_", service.name),
         error_handler=ProblemErrorHandler(),
         configure_logging=False,
     )

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import importlib
-import sys
 from typing import Any
 
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate as tortoise_migrate
 
-from shopflow_kit.config import ConfigError, ServiceSettings
+from shopflow_kit.config import ServiceSettings
 
 KIT_APP = {"models": ["shopflow_kit.models"], "migrations": "shopflow_kit.migrations"}
 
@@ -52,32 +48,3 @@ async def migrate(settings: ServiceSettings, models_module: str | None) -> None:
         await tortoise_migrate(config=tortoise_config(settings, models_module))
     finally:
         await Tortoise.close_connections()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m shopflow_kit.db <service_package>``: migrate that service's database.
-
-    The package's ``app`` module provides ``Settings`` and ``MODELS``.
-    """
-    parser = argparse.ArgumentParser(prog="python -m shopflow_kit.db")
-    parser.add_argument("package", help="service package, e.g. catalog_api")
-    args = parser.parse_args(argv)
-    try:
-        module = importlib.import_module(f"{args.package}.app")
-    except ModuleNotFoundError as exc:
-        print(f"error: cannot import {args.package}.app: {exc}", file=sys.stderr)
-        return 2
-    try:
-        asyncio.run(migrate(module.Settings(), module.MODELS))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"error: cannot reach the database: {exc}", file=sys.stderr)
-        return 1
-    print(f"{args.package}: migrations applied")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from shopctl import runner, toolchain
 from shopctl.database import service_database
 from shopctl.repo import NotInRepo, local_state, repo_root
-from shopctl.services import GATEWAY_PORT, SERVICES, local_port, lookup
+from shopctl.services import GATEWAY_PORT, SERVICES, has_code, local_port, lookup
 
 
 def _root() -> Path:
@@ -104,18 +105,18 @@ def seed(services: tuple[str, ...], database_url: str | None) -> None:
 
     root = _root()
     try:
-        chosen = [lookup(name) for name in services] or [s for s in SERVICES if s.exists(root)]
+        chosen = [lookup(name) for name in services] or [s for s in SERVICES if has_code(s, root)]
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     if database_url and len(chosen) != 1:
         raise click.UsageError("--database-url needs exactly one service")
     secrets = local_secrets(local_state(root))
     for service in chosen:
-        if not service.exists(root):
+        if not has_code(service, root):
             raise click.ClickException(f"{service.name} has no code under apps/{service.image} yet")
         with service_database(root, service, database_url) as url:
             env = service_env(service, url, secrets, local_port("gateway", GATEWAY_PORT), 0)
-            migrate_and_seed(root, service, env)
+            migrate_and_seed(service, env)
         click.echo(f"{service.name}: migrated and seeded", err=True)
 
 
@@ -139,6 +140,23 @@ def dockerfiles(check: bool) -> None:
         click.echo(f"wrote {path.relative_to(root)}")
 
 
+def _user_auth_operation(
+    args: list[str], database_url: str | None, stdin: str | None = None
+) -> str:
+    """Run ``python -m auth_service <args>`` against user-auth's database, as a Job would."""
+    from shopctl.runner import local_secrets, run_operation, service_env
+
+    root = _root()
+    service = lookup("user-auth")
+    with service_database(root, service, database_url) as url:
+        env = service_env(
+            service, url, local_secrets(local_state(root)), local_port("gateway", GATEWAY_PORT), 0
+        )
+        # What the operator set (a KEK for a remote database) wins over the local platform's.
+        env = {key: value for key, value in env.items() if key not in os.environ}
+        return run_operation(service, args, env, stdin=stdin)
+
+
 @main.group()
 def admin() -> None:
     """Administer user accounts."""
@@ -151,15 +169,9 @@ def admin() -> None:
 @click.option("--database-url", help="user-auth's database (default: the local platform's).")
 def admin_create(email: str, password: str, name: str, database_url: str | None) -> None:
     """Create an admin user; the HTTP API can never create one."""
-    from shopctl import auth
-
-    root = _root()
-    with service_database(root, lookup("user-auth"), database_url) as url:
-        try:
-            user_id = asyncio.run(auth.create_admin(url, email, password, name))
-        except (ValueError, auth.AccountExists) as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(f"created admin {email} ({user_id})")
+    # The password goes over standard input, never into the child's arguments.
+    args = ["create-admin", "--email", email, "--name", name]
+    click.echo(_user_auth_operation(args, database_url, stdin=f"{password}\n"))
 
 
 @main.group("auth")
@@ -170,7 +182,7 @@ def auth_group() -> None:
 @auth_group.command("rotate-keys")
 @click.option(
     "--activate-in",
-    type=int,
+    type=click.IntRange(min=0),
     default=360,
     show_default=True,
     help="Seconds before the new key signs; it is published in the JWKS at once, so "
@@ -179,16 +191,9 @@ def auth_group() -> None:
 @click.option("--database-url", help="user-auth's database (default: the local platform's).")
 def rotate_keys(activate_in: int, database_url: str | None) -> None:
     """Add a new signing key; old keys stay published until their tokens expire."""
-    from shopctl import auth
-
-    if activate_in < 0:
-        raise click.BadParameter("must be 0 or more", param_hint="--activate-in")
-    with service_database(_root(), lookup("user-auth"), database_url) as url:
-        try:
-            kid, active_from = asyncio.run(auth.rotate_keys(url, activate_in))
-        except auth.KeyConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(f"added signing key {kid}; published now, signing from {active_from.isoformat()}")
+    click.echo(
+        _user_auth_operation(["rotate-keys", "--activate-in", str(activate_in)], database_url)
+    )
 
 
 def _progress(message: str) -> None:

@@ -26,6 +26,7 @@ from shopctl.services import (
     SERVICES,
     SMTP_PORT,
     Service,
+    has_code,
     local_port,
 )
 from shopctl.smtp import SmtpSink
@@ -95,20 +96,34 @@ def service_env(
     return env
 
 
-def migrate_and_seed(
-    root: Path, service: Service, env: dict[str, str], *, seed: bool = True
-) -> None:
+def run_operation(
+    service: Service, args: list[str], env: dict[str, str], *, stdin: str | None = None
+) -> str:
+    """``python -m <package> <args>``, as a Job or ``kubectl exec`` runs it in the image.
+
+    Returns what the operation printed; a failure raises a ClickException that
+    carries the operation's own message.
+    """
+    command = [sys.executable, "-m", service.package, *args]
+    result = subprocess.run(  # noqa: S603
+        command,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()[-2000:]
+        raise click.ClickException(f"{service.name}: `{' '.join(command[1:])}` failed:\n{output}")
+    return result.stdout.strip()
+
+
+def migrate_and_seed(service: Service, env: dict[str, str], *, seed: bool = True) -> None:
     """Apply ``service``'s migrations, then its seed if it has one (both idempotent)."""
-    steps = [[sys.executable, "-m", "shopflow_kit.db", service.package]]
-    if (root / "apps" / service.image / "src" / service.package / "seed.py").exists():
-        steps.append([sys.executable, "-m", f"{service.package}.seed"])
-    for args in steps:
-        result = subprocess.run(  # noqa: S603
-            args, env={**os.environ, **env}, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            output = (result.stderr or result.stdout)[-2000:]
-            raise click.ClickException(f"{service.name}: `{' '.join(args[1:])}` failed:\n{output}")
+    run_operation(service, ["migrate"], env)
+    if seed and "seed" in service.operations:
+        run_operation(service, ["seed"], env)
 
 
 @dataclass
@@ -124,7 +139,7 @@ class Platform:
         return local_state(self.root)
 
     def services(self) -> list[Service]:
-        return [s for s in SERVICES if s.exists(self.root)]
+        return [s for s in SERVICES if has_code(s, self.root)]
 
     def start(self) -> None:
         state = self.state
@@ -160,7 +175,7 @@ class Platform:
             t = step(f"{service.name}: database {service.database}, migrations, seed")
             db_url = asyncio.run(pg.create_database(server_url, service.database))
             env = service_env(service, db_url, state_secrets, gateway_port, smtp_port)
-            migrate_and_seed(self.root, service, env)
+            migrate_and_seed(service, env)
             done(t)
 
         for service in services:

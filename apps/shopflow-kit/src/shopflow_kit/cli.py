@@ -1,0 +1,105 @@
+"""Each service's own operations: ``python -m <package> <command>``.
+
+The same entry point serves ``shopctl`` locally (as a subprocess), the chart's
+migration Job and ``kubectl exec`` in the cluster, so an operation always runs
+inside the service's own image with the service's own settings. Every service
+gets ``migrate``; a service adds its own operations (``seed``, user-auth's
+``create-admin`` and ``rotate-keys``) as :class:`Operation` objects.
+
+Exit codes: 0 done, 1 the operation failed (the message says why), 2 a usage or
+configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from shopflow_kit.config import ConfigError, ServiceSettings
+from shopflow_kit.db import close_db, init_db, migrate
+
+
+class OperationError(RuntimeError):
+    """An operation could not be done; the message is for the operator, as it is."""
+
+
+Configure = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[Any, argparse.Namespace], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One ``python -m <package> <name>`` command.
+
+    ``run(settings, args)`` runs with the service's database open (unless
+    ``needs_database`` is false) and returns the line to print on success.
+    """
+
+    name: str
+    help: str
+    run: Run
+    configure: Configure = field(default=lambda parser: None)
+    needs_database: bool = True
+
+
+def _migrate_operation(models: str | None) -> Operation:
+    async def run(settings: ServiceSettings, args: argparse.Namespace) -> str:
+        await migrate(settings, models)
+        return f"{settings.service_name}: migrations applied"
+
+    return Operation("migrate", "apply every pending migration", run, needs_database=False)
+
+
+async def _execute(
+    operation: Operation, settings: ServiceSettings, models: str | None, args: argparse.Namespace
+) -> str:
+    if not operation.needs_database:
+        return await operation.run(settings, args)
+    await init_db(settings, models)
+    try:
+        return await operation.run(settings, args)
+    finally:
+        await close_db()
+
+
+def run(
+    package: str,
+    settings_factory: Callable[[], ServiceSettings],
+    models: str | None,
+    operations: Sequence[Operation] = (),
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse ``argv`` and run one operation; returns the process exit code."""
+    known = [_migrate_operation(models), *operations]
+    parser = argparse.ArgumentParser(prog=f"python -m {package}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    for operation in known:
+        operation.configure(commands.add_parser(operation.name, help=operation.help))
+    args = parser.parse_args(argv)
+    chosen = next(op for op in known if op.name == args.command)
+    try:
+        settings = settings_factory()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    try:
+        print(asyncio.run(_execute(chosen, settings, models, args)))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot reach the database: {exc}", file=sys.stderr)
+        return 1
+    return 0
