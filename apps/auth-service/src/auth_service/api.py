@@ -8,14 +8,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from sanic import Blueprint, HTTPResponse, Request, json
-from sanic_ext.extensions.openapi import openapi
 from shopflow_kit import Problem, json_body, require_user
+from shopflow_kit.openapi import operation
 
 from auth_service import service
 from auth_service.models import User
 from auth_service.schemas import (
+    ClientCredentialsForm,
+    JWKSOut,
     LoginIn,
     MeOut,
+    OpenIDConfigurationOut,
     RefreshIn,
     RegisterIn,
     ServiceTokenOut,
@@ -41,7 +44,7 @@ def client_address(request: Request) -> str:
 
 
 @bp.post("/register")
-@openapi.response(201, {"application/json": UserOut})
+@operation("Register a customer account", responses={201: UserOut}, problems=[409])
 @json_body(RegisterIn)
 async def register(request: Request, body: RegisterIn) -> HTTPResponse:
     user = await service.register(str(body.email), body.password, body.name)
@@ -52,7 +55,7 @@ async def register(request: Request, body: RegisterIn) -> HTTPResponse:
 
 
 @bp.post("/login")
-@openapi.response(200, {"application/json": TokenPairOut})
+@operation("Log in", responses={200: TokenPairOut}, problems=[401, 429])
 @json_body(LoginIn)
 async def login(request: Request, body: LoginIn) -> HTTPResponse:
     pair = await service.login(
@@ -62,14 +65,14 @@ async def login(request: Request, body: LoginIn) -> HTTPResponse:
 
 
 @bp.post("/refresh")
-@openapi.response(200, {"application/json": TokenPairOut})
+@operation("Exchange a refresh token for a new pair", responses={200: TokenPairOut}, problems=[401])
 @json_body(RefreshIn)
 async def refresh(request: Request, body: RefreshIn) -> HTTPResponse:
     return _pair(await service.refresh(request.app.ctx.minter, body.refresh_token))
 
 
 @bp.post("/logout")
-@openapi.response(204, description="the refresh token is revoked")
+@operation("Log out: revoke the refresh token", responses={204: None}, problems=[401])
 @json_body(RefreshIn)
 async def logout(request: Request, body: RefreshIn) -> HTTPResponse:
     await service.logout(body.refresh_token)
@@ -77,8 +80,7 @@ async def logout(request: Request, body: RefreshIn) -> HTTPResponse:
 
 
 @bp.get("/me")
-@openapi.secured("bearer")
-@openapi.response(200, {"application/json": MeOut})
+@operation("The signed-in account", responses={200: MeOut})
 @require_user
 async def me(request: Request) -> HTTPResponse:
     user = await User.get_or_none(id=request.ctx.principal.subject)
@@ -90,12 +92,14 @@ async def me(request: Request) -> HTTPResponse:
 
 
 @bp.get("/.well-known/jwks.json")
+@operation("Public signing keys (JWKS)", responses={200: JWKSOut})
 async def jwks(request: Request) -> HTTPResponse:
     keys = await request.app.ctx.keys.published()
     return json({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
 
 
 @bp.get("/.well-known/openid-configuration")
+@operation("OIDC discovery", responses={200: OpenIDConfigurationOut})
 async def openid_configuration(request: Request) -> HTTPResponse:
     issuer = request.app.ctx.settings.jwt_issuer.rstrip("/")
     return json(
@@ -145,7 +149,12 @@ def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str]:
 
 
 @bp.post("/oauth/token")
-@openapi.response(200, {"application/json": ServiceTokenOut})
+@operation(
+    "A service token (OAuth2 client credentials)",
+    responses={200: ServiceTokenOut},
+    problems=[400, 401],
+    form=ClientCredentialsForm,
+)
 async def token(request: Request) -> HTTPResponse:
     """OAuth2 client credentials (RFC 6749 section 4.4); the body is form-encoded."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip()

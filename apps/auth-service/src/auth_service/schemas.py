@@ -73,3 +73,29 @@ class ServiceTokenOut(BaseModel):
     token_type: str = "Bearer"  # noqa: S105 (a token type, not a secret)
     expires_in: int
     scope: str
+
+
+class JWKSOut(BaseModel):
+    keys: list[dict[str, str]]
+
+
+class OpenIDConfigurationOut(BaseModel):
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_signing_alg_values_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+    scopes_supported: list[str]
+
+
+class ClientCredentialsForm(BaseModel):
+    """RFC 6749 section 4.4: client authentication by Basic header or these form fields."""
+
+    grant_type: str = Field(pattern="^client_credentials$")
+    scope: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None

@@ -5,19 +5,18 @@ from __future__ import annotations
 import uuid
 
 from sanic import Blueprint, HTTPResponse, Request, json
-from sanic_ext.extensions.openapi import openapi
 from shopflow_kit import Problem, json_body, parse_query, require_role, require_scope
 from shopflow_kit.http import cached_json, page_body
+from shopflow_kit.openapi import Page, operation
 
 from catalog_api import service
 from catalog_api.schemas import (
-    CategoryOut,
+    CategoryList,
     ProductIn,
     ProductOut,
     ProductPatch,
     ProductQuery,
     ReservationIn,
-    ReservationOut,
 )
 
 bp = Blueprint("catalog")
@@ -25,15 +24,13 @@ internal = Blueprint("catalog_internal", url_prefix="/internal")
 
 
 @bp.get("/products")
-@openapi.parameter("q", str, description="full-text search over name and description, ranked")
-@openapi.parameter("category", str, description="category slug")
-@openapi.parameter("min_price_cents", int)
-@openapi.parameter("max_price_cents", int)
-@openapi.parameter("in_stock", bool)
-@openapi.parameter("sort", str, description="relevance | price_asc | price_desc | name | newest")
-@openapi.parameter("page", int)
-@openapi.parameter("page_size", int, description="1-100, default 20")
-@openapi.response(200, {"application/json": ProductOut}, description="a page of products")
+@operation(
+    "Search and browse products",
+    description="Full-text search over name and description (ranked), filters, sorts and "
+    "pagination. `stock_available` is real time: stock minus live reservations.",
+    responses={200: Page[ProductOut], 304: None},
+    query=ProductQuery,
+)
 async def list_products(request: Request) -> HTTPResponse:
     query = parse_query(request, ProductQuery)
     items, total = await service.search_products(query)
@@ -41,20 +38,19 @@ async def list_products(request: Request) -> HTTPResponse:
 
 
 @bp.get("/products/<product_id:str>")
-@openapi.response(200, {"application/json": ProductOut})
+@operation("One product", responses={200: ProductOut, 304: None}, problems=[404])
 async def get_product(request: Request, product_id: str) -> HTTPResponse:
     return cached_json(request, await service.get_product(product_id))
 
 
 @bp.get("/categories")
-@openapi.response(200, {"application/json": CategoryOut})
+@operation("Categories with their product counts", responses={200: CategoryList, 304: None})
 async def list_categories(request: Request) -> HTTPResponse:
     return cached_json(request, {"items": await service.list_categories()})
 
 
 @bp.post("/products")
-@openapi.secured("bearer")
-@openapi.response(201, {"application/json": ProductOut})
+@operation("Create a product (admin)", responses={201: ProductOut}, problems=[409])
 @require_role("admin")
 @json_body(ProductIn)
 async def create_product(request: Request, body: ProductIn) -> HTTPResponse:
@@ -62,8 +58,7 @@ async def create_product(request: Request, body: ProductIn) -> HTTPResponse:
 
 
 @bp.patch("/products/<product_id:str>")
-@openapi.secured("bearer")
-@openapi.response(200, {"application/json": ProductOut})
+@operation("Update a product (admin)", responses={200: ProductOut}, problems=[404, 409])
 @require_role("admin")
 @json_body(ProductPatch)
 async def update_product(request: Request, product_id: str, body: ProductPatch) -> HTTPResponse:
@@ -71,7 +66,7 @@ async def update_product(request: Request, product_id: str, body: ProductPatch) 
 
 
 @bp.delete("/products/<product_id:str>")
-@openapi.secured("bearer")
+@operation("Delete a product (admin)", responses={204: None}, problems=[404])
 @require_role("admin")
 async def delete_product(request: Request, product_id: str) -> HTTPResponse:
     await service.delete_product(product_id)
@@ -82,7 +77,6 @@ async def delete_product(request: Request, product_id: str) -> HTTPResponse:
 
 
 @internal.post("/reservations")
-@openapi.response(201, {"application/json": ReservationOut})
 @require_scope("inventory:reserve")
 @json_body(ReservationIn)
 async def reserve(request: Request, body: ReservationIn) -> HTTPResponse:

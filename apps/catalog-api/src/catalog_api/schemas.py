@@ -67,6 +67,10 @@ class CategoryOut(BaseModel):
     product_count: int
 
 
+class CategoryList(BaseModel):
+    items: list[CategoryOut]
+
+
 class ReservationLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
     product_id: UUID

@@ -37,7 +37,6 @@ def create_app(
     request; ``background`` coroutines then run until the server stops (the
     outbox relay, sweepers).
     """
-    public_prefix = service.openapi_prefix
     observability.configure_logging(settings.service_name, settings.log_level)
     app = Sanic(
         re.sub(r"[^A-Za-z0-9_]", "_", service.name),
@@ -46,21 +45,16 @@ def create_app(
     )
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    # sanic-ext's UI lives at <prefix>/docs (its index would otherwise claim
-    # GET <prefix>, and /products is a real route); the kit adds the JSON
-    # document at <prefix>/openapi.json, the contract's address.
-    app.config.OAS_URL_PREFIX = f"{public_prefix}/docs"
-    app.config.OAS_UI_DEFAULT = "redoc"
-    app.config.OAS_UI_SWAGGER = False
-    app.ext.openapi.describe(f"ShopFlow {settings.service_name}", version="1.0.0")
-    openapi.install(app, public_prefix)
+    # The kit builds the public OpenAPI document itself (shopflow_kit.openapi explains why).
+    app.config.OAS = False
+    openapi.install(app, f"ShopFlow {service.name}", service.prefixes)
     app.ctx.settings = settings
     app.ctx.verifier = TokenVerifier(
         JWKSCache(settings.jwks_url, min_refetch_interval=settings.jwks_refetch_interval),
         settings.jwt_issuer,
     )
 
-    observability.install(app, settings.service_name, public_prefix)
+    observability.install(app, settings.service_name, service.openapi_prefix)
     for blueprint in blueprints:
         app.blueprint(blueprint)
 

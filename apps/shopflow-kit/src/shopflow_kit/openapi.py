@@ -1,17 +1,270 @@
-"""The service's OpenAPI document at ``<prefix>/openapi.json``."""
+"""Each service's public OpenAPI 3.1 document, built from its handlers' declarations.
+
+Handlers declare what they take and answer with :func:`operation`; the kit's
+:func:`~shopflow_kit.validation.json_body` and ``require_*`` decorators add the
+request body, the security requirement and the problem statuses they can cause.
+The document is then built from Sanic's router and pydantic's JSON Schemas (the
+same models that validate and serialise), so it cannot drift from the code:
+
+- every JSON endpoint has its ``requestBody``;
+- success bodies are the real shapes (:class:`Page` envelopes for lists), and
+  every error status has the shared RFC 9457 ``Problem`` schema;
+- ``securitySchemes`` declares the bearer scheme that ``security`` uses;
+- operationIds are unique (building fails otherwise);
+- only public operations are listed: ``/internal/...``, ``/health``, ``/ready``
+  and ``/metrics`` are not routed by the gateway, so they are not in the public
+  document served at ``<prefix>/openapi.json``.
+
+Why not sanic-ext's builder: it emits OpenAPI 3.0 around pydantic v2 schemas
+(which are JSON Schema 2020-12, i.e. OpenAPI 3.1), loses ``required`` and can
+only describe one body per status; the document would not tell the truth.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from sanic import HTTPResponse, Request, Sanic, json
-from sanic_ext.extensions.openapi.builders import SpecificationBuilder
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROBLEM_JSON = "application/problem+json"
+ATTRIBUTE = "__shopflow_operation__"
+#: Paths a service serves that the gateway never routes to it.
+PRIVATE = re.compile(r"^/(internal|health|ready|metrics)(/|$)")
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem; validation errors add `errors`.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
 
 
-def install(app: Sanic[Any, Any], public_prefix: str) -> None:
+class Page(BaseModel, Generic[T]):
+    """The list envelope of API.md: ``{items, total, page, page_size}``."""
+
+    items: list[T]
+    total: int
+    page: int
+    page_size: int
+
+
+@dataclass
+class OperationDoc:
+    """What one handler takes and answers; filled in by the kit's decorators."""
+
+    summary: str = ""
+    description: str = ""
+    #: status -> body model (None: no body, e.g. 204 or 304)
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    problems: set[int] = field(default_factory=set)
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    secured: bool = False
+
+
+def doc_of(handler: Callable[..., Any]) -> OperationDoc:
+    """The handler's declaration, created on first use.
+
+    Decorators run innermost first and ``functools.wraps`` copies the attribute
+    (by reference) to each wrapper, so every decorator fills in the same object.
+    """
+    existing = getattr(handler, ATTRIBUTE, None)
+    if existing is None:
+        existing = OperationDoc()
+        setattr(handler, ATTRIBUTE, existing)
+    return existing
+
+
+def operation(
+    summary: str,
+    *,
+    responses: Mapping[int, type[BaseModel] | None],
+    problems: Iterable[int] = (),
+    query: type[BaseModel] | None = None,
+    headers: Mapping[str, str] | None = None,
+    form: type[BaseModel] | None = None,
+    description: str = "",
+) -> Callable[[F], F]:
+    """Declare a public operation: its success bodies, its problem statuses, its query model.
+
+    ``headers`` documents request headers (name -> description), such as
+    ``Idempotency-Key``. ``form`` documents a form-encoded body (OAuth2's token
+    endpoint); JSON bodies are documented by ``json_body``. Put it directly under
+    the route decorator.
+    """
+
+    def decorator(handler: F) -> F:
+        doc = doc_of(handler)
+        doc.summary = summary
+        doc.description = description
+        doc.responses.update(responses)
+        doc.problems.update(problems)
+        doc.headers.update(headers or {})
+        if query is not None:
+            doc.query = query
+            doc.problems.add(400)
+        if form is not None:
+            doc.body = form
+            doc.body_media_type = "application/x-www-form-urlencoded"
+        return handler
+
+    return decorator
+
+
+def _path(route_path: str) -> str:
+    """Sanic's ``products/<product_id:str>`` as OpenAPI's ``/products/{product_id}``."""
+    path = re.sub(r"<([A-Za-z_][A-Za-z0-9_]*)(?::[^>]*)?>", r"{\1}", route_path)
+    return "/" + path.lstrip("/")
+
+
+def _models(docs: Iterable[OperationDoc]) -> list[tuple[type[BaseModel], Any]]:
+    seen: dict[tuple[type[BaseModel], str], None] = {}
+    for doc in docs:
+        for model in doc.responses.values():
+            if model is not None:
+                seen[(model, "serialization")] = None
+        if doc.body is not None:
+            seen[(doc.body, "validation")] = None
+    return list(seen)
+
+
+def _ref(model: type[BaseModel], mode: str, refs: Mapping[tuple[Any, Any], Any]) -> Any:
+    return refs[(model, mode)]
+
+
+def _parameters(doc: OperationDoc, path: str) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{([^}]+)}", path)
+    ]
+    for name, description in doc.headers.items():
+        parameters.append(
+            {
+                "name": name,
+                "in": "header",
+                "required": True,
+                "description": description,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
+    if doc.query is not None:
+        schema = doc.query.model_json_schema(mode="validation")
+        required = set(schema.get("required", []))
+        for name, prop in schema.get("properties", {}).items():
+            prop = dict(prop)
+            description = prop.pop("description", "")
+            prop.pop("title", None)
+            parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+            if description:
+                parameter["description"] = description
+            parameters.append(parameter)
+    return parameters
+
+
+def build(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> dict[str, Any]:
+    """The public document: every declared operation under one of ``prefixes``."""
+    wanted = tuple(p.rstrip("/") for p in prefixes)
+    found: list[tuple[str, str, Callable[..., Any], OperationDoc]] = []
+    for route in app.router.routes:
+        path = _path(route.path)
+        doc = getattr(route.handler, ATTRIBUTE, None)
+        if doc is None or PRIVATE.match(path):
+            continue
+        if not any(path == p or path.startswith(f"{p}/") for p in wanted):
+            continue
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            found.append((path, method.lower(), route.handler, doc))
+
+    refs, definitions = models_json_schema(
+        _models(doc for *_, doc in found), ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+    schemas["Problem"] = PROBLEM_SCHEMA
+
+    paths: dict[str, dict[str, Any]] = {}
+    operation_ids: set[str] = set()
+    for path, method, handler, doc in sorted(found, key=lambda f: (f[0], f[1])):
+        operation_id = handler.__name__
+        if operation_id in operation_ids:
+            raise ValueError(f"duplicate operationId {operation_id} ({method.upper()} {path})")
+        operation_ids.add(operation_id)
+        responses: dict[str, Any] = {}
+        for status, model in sorted(doc.responses.items()):
+            response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+            if model is not None:
+                schema = _ref(model, "serialization", refs)
+                response["content"] = {"application/json": {"schema": schema}}
+            responses[str(status)] = response
+        for status in sorted(doc.problems):
+            responses[str(status)] = {
+                "description": HTTPStatus(status).phrase,
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            }
+        entry: dict[str, Any] = {
+            "operationId": operation_id,
+            "summary": doc.summary or handler.__name__.replace("_", " "),
+            "responses": responses,
+        }
+        if doc.description:
+            entry["description"] = doc.description
+        parameters = _parameters(doc, path)
+        if parameters:
+            entry["parameters"] = parameters
+        if doc.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {doc.body_media_type: {"schema": _ref(doc.body, "validation", refs)}},
+            }
+        if doc.secured:
+            entry["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[method] = entry
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1.0.0"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def install(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> None:
+    """Serve the public document at ``<first prefix>/openapi.json``, built once."""
+    prefixes = tuple(prefixes)
+    cache: dict[str, dict[str, Any]] = {}
+
     async def openapi_json(request: Request) -> HTTPResponse:
-        # sanic-ext fills the builder at start-up; this only serialises it.
-        spec: dict[str, Any] = SpecificationBuilder().build(request.app).serialize()
-        return json(spec)
+        if "doc" not in cache:
+            cache["doc"] = build(request.app, title, prefixes)
+        return json(cache["doc"])
 
-    app.add_route(openapi_json, f"{public_prefix}/openapi.json", methods=["GET"], name="openapi")
+    app.add_route(openapi_json, f"{prefixes[0]}/openapi.json", methods=["GET"], name="openapi")

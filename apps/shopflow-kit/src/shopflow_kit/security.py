@@ -17,6 +17,7 @@ from joserfc.jws import extract_compact
 from sanic import HTTPResponse, Request
 
 from shopflow_kit.errors import Problem
+from shopflow_kit.openapi import doc_of
 
 ALLOWED_ALGORITHMS = ("ES256", "RS256")
 Handler = Callable[..., Awaitable[HTTPResponse]]
@@ -165,6 +166,14 @@ async def authenticate(request: Request, audience: str) -> Principal:
     return principal
 
 
+def _secured(wrapper: Handler, problems: set[int]) -> Handler:
+    """Record in the OpenAPI declaration that ``wrapper`` needs a bearer token."""
+    doc = doc_of(wrapper)
+    doc.secured = True
+    doc.problems.update(problems)
+    return wrapper
+
+
 def require_user(handler: Handler) -> Handler:
     """Any signed-in shopper or admin (``aud=shopflow``)."""
 
@@ -173,7 +182,7 @@ def require_user(handler: Handler) -> Handler:
         await authenticate(request, request.app.ctx.settings.jwt_audience)
         return await handler(request, *args, **kwargs)
 
-    return wrapper
+    return _secured(wrapper, {401})
 
 
 def require_role(role: str) -> Callable[[Handler], Handler]:
@@ -185,7 +194,7 @@ def require_role(role: str) -> Callable[[Handler], Handler]:
                 raise Problem(403, f"this action needs the {role} role")
             return await handler(request, *args, **kwargs)
 
-        return wrapper
+        return _secured(wrapper, {401, 403})
 
     return decorator
 
@@ -201,6 +210,6 @@ def require_scope(scope: str) -> Callable[[Handler], Handler]:
                 raise Problem(403, f"this endpoint needs the {scope} scope")
             return await handler(request, *args, **kwargs)
 
-        return wrapper
+        return _secured(wrapper, {401, 403})
 
     return decorator

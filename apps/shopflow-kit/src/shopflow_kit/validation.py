@@ -15,10 +15,9 @@ from typing import Any, TypeVar, get_origin
 
 from pydantic import BaseModel, ValidationError
 from sanic import HTTPResponse, Request
-from sanic_ext.extensions.openapi import openapi
-from sanic_ext.extensions.openapi.definitions import Component
 
 from shopflow_kit.errors import Problem, validation_errors
+from shopflow_kit.openapi import doc_of
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[..., Awaitable[HTTPResponse]]
@@ -71,10 +70,9 @@ def json_body(model: type[BaseModel]) -> Callable[[Handler], Handler]:
             kwargs["body"] = parse_json(request, model)
             return await handler(request, *args, **kwargs)
 
-        openapi.component(model)  # registered first, so the body is a $ref to it
-        documented: Handler = openapi.body({"application/json": Component(model)}, required=True)(
-            wrapper
-        )
-        return documented
+        doc = doc_of(wrapper)
+        doc.body = model
+        doc.problems.update({400, 413, 415, 422})
+        return wrapper
 
     return decorator
