@@ -6,11 +6,17 @@ the full-text rank are computed in the same query as the rows themselves.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from shopflow_kit.errors import Problem
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
@@ -49,7 +55,7 @@ def _db() -> Any:
     return connections.get("default")
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "sku": row["sku"],
@@ -65,19 +71,96 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- reads ----------------------------------------------------------------------
 
+# Shoppers' searches are the hot read. They go to asyncpg directly (through
+# Tortoise's pool): asyncpg prepares each statement once per connection and
+# caches it, so repeated searches skip parsing and, once PostgreSQL settles on a
+# generic plan, planning too.
+HELD_FOR = """COALESCE((
+    SELECT SUM(ri.quantity) FROM reservation_items ri
+    JOIN reservations r ON r.id = ri.reservation_id
+    WHERE ri.product_id = p.id AND r.status = 'held' AND r.expires_at > now()), 0)"""
+PAGE_COLUMNS = f"""
+    p.id, p.sku, p.name, p.description, c.slug AS category, p.price_cents, p.currency,
+    p.stock - {HELD_FOR} AS stock_available, p.created_at
+"""
+#: ``total`` is counted exactly up to this many matches; beyond, it is
+#: PostgreSQL's estimate (documented in the OpenAPI description and docs/).
+EXACT_TOTAL_UP_TO = 10_000
+#: Ranked searches keep this many ids per query for ``RANKING_TTL`` seconds:
+#: page 50 of 20 stays a lookup by id.
+RANKED_IDS = 2_000
+#: As long as the responses' ``Cache-Control: max-age`` allows.
+RANKING_TTL = 5.0
 
-async def search_products(query: ProductQuery) -> tuple[list[dict[str, Any]], int]:
-    if (
-        query.min_price_cents is not None
-        and query.max_price_cents is not None
-        and query.min_price_cents > query.max_price_cents
-    ):
-        raise Problem(
-            400,
-            "min_price_cents must not exceed max_price_cents",
-            errors=[{"field": "min_price_cents", "message": "greater than max_price_cents"}],
-        )
-    params: list[Any] = []
+
+@dataclass
+class _Ranking:
+    ids: list[uuid.UUID]
+    total: int
+    expires: float
+
+
+class RankingCache:
+    """Ranked id lists of recent full-text searches, for at most ``RANKING_TTL`` seconds.
+
+    Ranking a broad query ("steel" in a 100,000-product catalog) means scoring
+    every match; a shop's searches repeat, so the order is computed once per
+    query and TTL, by one request while concurrent ones wait for it. Rows,
+    prices and ``stock_available`` are always read fresh, by id, in the page's
+    one statement. Admin writes and reservations clear the cache, so this
+    process never serves a membership older than its own last change.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], _Ranking] = OrderedDict()
+        self.pending: dict[tuple[Any, ...], asyncio.Future[_Ranking]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    async def get(
+        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
+    ) -> _Ranking:
+        entry = self.entries.get(key)
+        if entry is not None and entry.expires > time.monotonic():
+            self.entries.move_to_end(key)
+            return entry
+        waiting = self.pending.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future: asyncio.Future[_Ranking] = asyncio.get_running_loop().create_future()
+        self.pending[key] = future
+        try:
+            entry = await compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self.pending[key]
+        future.set_result(entry)
+        self.entries[key] = entry
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
+RANKINGS = RankingCache()
+
+
+def _invalidate_rankings() -> None:
+    RANKINGS.clear()
+
+
+async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
+    async with _db().acquire_connection() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+
+
+def _filters(query: ProductQuery, params: list[Any]) -> tuple[list[str], str]:
+    """WHERE conditions (on ``p`` and ``c``) and the rank expression for ``query``."""
 
     def param(value: Any) -> str:
         params.append(value)
@@ -95,27 +178,100 @@ async def search_products(query: ProductQuery) -> tuple[list[dict[str, Any]], in
     if query.max_price_cents is not None:
         where.append(f"p.price_cents <= {param(query.max_price_cents)}")
     if query.in_stock is not None:
-        where.append(f"p.stock - COALESCE(h.quantity, 0) {'>' if query.in_stock else '<='} 0")
+        where.append(f"p.stock - {HELD_FOR} {'>' if query.in_stock else '<='} 0")
+    return where, rank
+
+
+def _where(conditions: list[str]) -> str:
+    return "WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+async def search_products(query: ProductQuery) -> tuple[list[dict[str, Any]], int]:
+    if (
+        query.min_price_cents is not None
+        and query.max_price_cents is not None
+        and query.min_price_cents > query.max_price_cents
+    ):
+        raise Problem(
+            400,
+            "min_price_cents must not exceed max_price_cents",
+            errors=[{"field": "min_price_cents", "message": "greater than max_price_cents"}],
+        )
     sort = query.sort or ("relevance" if query.q else "newest")
     if sort == "relevance" and not query.q:
         sort = "newest"  # nothing to rank by
-    sql = f"""
-        SELECT {PRODUCT_COLUMNS}, {rank} AS rank, COUNT(*) OVER () AS total
-        FROM products p
-        JOIN categories c ON c.id = p.category_id
-        LEFT JOIN ({HELD}) h ON h.product_id = p.id
-        {"WHERE " + " AND ".join(where) if where else ""}
-        ORDER BY {ORDERINGS[sort]}
-        LIMIT {param(query.page_size)} OFFSET {param(query.offset)}
-    """  # noqa: S608 (every value is a bound parameter; only fixed fragments are joined)
-    rows = await _db().execute_query_dict(sql, params)
+    if query.q and query.offset + query.page_size <= RANKED_IDS:
+        return await _ranked_page(query, sort)
+    return await _page(query, sort)
+
+
+async def _ranked_page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], int]:
+    """A full-text page: the ranking from the cache (or computed), the rows fresh by id."""
+    key: tuple[Any, ...] = (query.q, query.category, query.min_price_cents)
+    key += (query.max_price_cents, query.in_stock, sort)
+
+    async def rank() -> _Ranking:
+        params: list[Any] = []
+        where, rank_expr = _filters(query, params)
+        rows = await _fetch(
+            f"""SELECT p.id, {rank_expr} AS rank, COUNT(*) OVER () AS total
+                FROM products p JOIN categories c ON c.id = p.category_id
+                {_where(where)}
+                ORDER BY {ORDERINGS[sort]} LIMIT {RANKED_IDS}""",  # noqa: S608
+            *params,
+        )
+        total = int(rows[0]["total"]) if rows else 0
+        return _Ranking([r["id"] for r in rows], total, time.monotonic() + RANKING_TTL)
+
+    ranking = await RANKINGS.get(key, rank)
+    ids = ranking.ids[query.offset : query.offset + query.page_size]
+    if not ids:
+        return [], ranking.total
+    rows = await _fetch(
+        f"""SELECT {PAGE_COLUMNS}
+            FROM unnest($1::uuid[]) WITH ORDINALITY AS page(id, n)
+            JOIN products p ON p.id = page.id JOIN categories c ON c.id = p.category_id
+            ORDER BY page.n""",  # noqa: S608
+        ids,
+    )
+    return [_public(r) for r in rows], ranking.total
+
+
+async def _page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], int]:
+    """A listing page and its total in one statement; the total counted up to a bound."""
+    params: list[Any] = []
+    where, rank = _filters(query, params)
+    matches = f"FROM products p JOIN categories c ON c.id = p.category_id {_where(where)}"
+    limit, offset = len(params) + 1, len(params) + 2
+    params += [query.page_size, query.offset]
+    rows = await _fetch(
+        f"""SELECT {PAGE_COLUMNS}, {rank} AS rank,
+                   (SELECT COUNT(*) FROM (SELECT 1 {matches} LIMIT {EXACT_TOTAL_UP_TO + 1}) b)
+                       AS total
+            {matches}
+            ORDER BY {ORDERINGS[sort]}
+            LIMIT ${limit} OFFSET ${offset}""",  # noqa: S608
+        *params,
+    )
     if rows:
-        return [_public(r) for r in rows], int(rows[0]["total"])
-    if query.page == 1:
-        return [], 0
-    count_query = query.model_copy(update={"page": 1, "page_size": 1})
-    _, total = await search_products(count_query)
-    return [], total
+        total = int(rows[0]["total"])
+    else:
+        counted = await _fetch(
+            f"SELECT COUNT(*) AS total FROM (SELECT 1 {matches} LIMIT {EXACT_TOTAL_UP_TO + 1}) b",  # noqa: S608
+            *params[:-2],
+        )
+        total = int(counted[0]["total"])
+    if total > EXACT_TOTAL_UP_TO:
+        total = max(total, await _estimate(f"SELECT 1 {matches}", params[:-2]))
+    return [_public(r) for r in rows], total
+
+
+async def _estimate(sql: str, params: list[Any]) -> int:
+    """PostgreSQL's own row estimate for ``sql``: what large shops show as "10,000+"."""
+    rows = await _fetch(f"EXPLAIN (FORMAT JSON) {sql}", *params)
+    plan = rows[0][0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
 
 
 async def get_product(product_id: str) -> dict[str, Any]:
@@ -186,6 +342,7 @@ async def create_product(body: ProductIn) -> dict[str, Any]:
             )
     except IntegrityError:
         raise Problem(409, f"a product with sku {body.sku} already exists") from None
+    _invalidate_rankings()
     return await get_product(str(product.id))
 
 
@@ -211,6 +368,7 @@ async def update_product(product_id: str, patch: ProductPatch) -> dict[str, Any]
             await product.update_from_dict(changes).save()
     except IntegrityError:
         raise Problem(409, f"a product with sku {changes.get('sku')} already exists") from None
+    _invalidate_rankings()
     return await get_product(product_id)
 
 
@@ -225,6 +383,7 @@ async def delete_product(product_id: str) -> None:
         if live:
             raise Problem(409, "the product has live reservations; release them first")
         await Product.filter(id=product_id).delete()
+    _invalidate_rankings()
 
 
 # --- reservations ----------------------------------------------------------------------
@@ -309,6 +468,7 @@ async def reserve(
                 for pid, qty in sorted(wanted.items())
             ]
             await ReservationItem.bulk_create(items)
+        _invalidate_rankings()  # in_stock searches see the held stock
     except IntegrityError:
         # The same order reserved concurrently and won: answer as a repeat.
         existing = await _existing(order_id, wanted)
@@ -342,6 +502,7 @@ async def commit(order_id: uuid.UUID) -> dict[str, Any]:
                 )
             reservation.status = ReservationStatus.COMMITTED
             await reservation.save(update_fields=["status", "updated_at"])
+            _invalidate_rankings()
             return _reservation_body(reservation, items)
         else:
             return _reservation_body(reservation, items)
@@ -361,6 +522,7 @@ async def release(order_id: uuid.UUID) -> dict[str, Any]:
         if reservation.status in (ReservationStatus.HELD, ReservationStatus.COMMITTED):
             reservation.status = ReservationStatus.RELEASED
             await reservation.save(update_fields=["status", "updated_at"])
+            _invalidate_rankings()
         return _reservation_body(reservation, items)
 
 
