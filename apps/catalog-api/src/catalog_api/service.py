@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -24,6 +25,8 @@ from tortoise.transactions import in_transaction
 
 from catalog_api.models import Category, Product, Reservation, ReservationItem, ReservationStatus
 from catalog_api.schemas import ProductIn, ProductPatch, ProductQuery
+
+log = logging.getLogger("catalog.search")
 
 # Live reservations: held and not yet expired, whatever the sweeper has done so far.
 HELD = """
@@ -85,7 +88,7 @@ PAGE_COLUMNS = f"""
 """
 #: ``total`` is counted exactly up to this many matches; beyond, it is
 #: PostgreSQL's estimate (documented in the OpenAPI description and docs/).
-EXACT_TOTAL_UP_TO = 10_000
+EXACT_TOTAL_UP_TO = 1_000
 #: Ranked searches keep this many ids per query for ``RANKING_TTL`` seconds:
 #: page 50 of 20 stays a lookup by id.
 RANKED_IDS = 2_000
@@ -115,20 +118,42 @@ class RankingCache:
         self.size = size
         self.entries: OrderedDict[tuple[Any, ...], _Ranking] = OrderedDict()
         self.pending: dict[tuple[Any, ...], asyncio.Future[_Ranking]] = {}
+        self.refreshing: set[asyncio.Task[_Ranking]] = set()
+        self.generation = 0
+        self.estimates: dict[tuple[Any, ...], tuple[int, float]] = {}
 
     def clear(self) -> None:
         self.entries.clear()
+        self.estimates.clear()
+        self.generation += 1  # a computation that started before a write is not kept
 
     async def get(
         self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
     ) -> _Ranking:
         entry = self.entries.get(key)
-        if entry is not None and entry.expires > time.monotonic():
+        if entry is not None:
             self.entries.move_to_end(key)
+            if entry.expires <= time.monotonic() and key not in self.pending:
+                # Stale: one task recomputes it while requests keep the old order
+                # for that moment, so the expiry never stalls a busy query.
+                task = asyncio.ensure_future(self._compute(key, compute))
+                self.refreshing.add(task)
+                task.add_done_callback(self._refreshed)
             return entry
         waiting = self.pending.get(key)
         if waiting is not None:
             return await asyncio.shield(waiting)
+        return await self._compute(key, compute)
+
+    def _refreshed(self, task: asyncio.Task[_Ranking]) -> None:
+        self.refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("refreshing a search ranking failed", exc_info=task.exception())
+
+    async def _compute(
+        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
+    ) -> _Ranking:
+        generation = self.generation
         future: asyncio.Future[_Ranking] = asyncio.get_running_loop().create_future()
         self.pending[key] = future
         try:
@@ -140,6 +165,8 @@ class RankingCache:
         finally:
             del self.pending[key]
         future.set_result(entry)
+        if generation != self.generation:
+            return entry
         self.entries[key] = entry
         while len(self.entries) > self.size:
             self.entries.popitem(last=False)
@@ -153,8 +180,43 @@ def _invalidate_rankings() -> None:
     RANKINGS.clear()
 
 
+class SearchPool:
+    """asyncpg connections for the read-only search statements.
+
+    Its own pool, because asyncpg's default release runs ``RESET ALL`` and
+    friends: a second round trip per search, a third of its database time. The
+    search statements change no session state (no SET, no transaction, no
+    lock), so releasing a connection needs no reset.
+    """
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self, database_url: str, size: int) -> None:
+        self.pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=size, reset=_keep_session
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset: see :class:`SearchPool`."""
+
+
+SEARCH_POOL = SearchPool()
+
+
 async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
-    async with _db().acquire_connection() as conn:
+    pool = SEARCH_POOL.pool
+    if pool is None:  # not started by the app (a script, a test): Tortoise's pool
+        async with _db().acquire_connection() as conn:
+            found: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return found
+    async with pool.acquire() as conn:
         rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
         return rows
 
@@ -172,7 +234,10 @@ def _filters(query: ProductQuery, params: list[Any]) -> tuple[list[str], str]:
         where.append(f"p.search @@ {tsquery}")
         rank = f"ts_rank(p.search, {tsquery})"
     if query.category:
-        where.append(f"c.slug = {param(query.category)}")
+        # The id, not a join condition: the planner can then use the per-category indexes.
+        where.append(
+            f"p.category_id = (SELECT id FROM categories WHERE slug = {param(query.category)})"  # noqa: S608
+        )
     if query.min_price_cents is not None:
         where.append(f"p.price_cents >= {param(query.min_price_cents)}")
     if query.max_price_cents is not None:
@@ -267,11 +332,19 @@ async def _page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], i
 
 
 async def _estimate(sql: str, params: list[Any]) -> int:
-    """PostgreSQL's own row estimate for ``sql``: what large shops show as "10,000+"."""
+    """PostgreSQL's own row estimate for ``sql``, as large shops show "1,000+" results."""
+    key = (sql, *params)
+    known = RANKINGS.estimates.get(key)
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
     rows = await _fetch(f"EXPLAIN (FORMAT JSON) {sql}", *params)
     plan = rows[0][0]
     plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    if len(RANKINGS.estimates) > RANKINGS.size:
+        RANKINGS.estimates.clear()
+    RANKINGS.estimates[key] = (estimate, time.monotonic() + RANKING_TTL)
+    return estimate
 
 
 async def get_product(product_id: str) -> dict[str, Any]:
