@@ -25,6 +25,13 @@ internal = Blueprint("catalog_internal", url_prefix="/internal")
 
 
 @bp.get("/products")
+@openapi.description(
+    "A page of products. `total` counts the matches exactly up to "
+    f"{service.EXACT_TOTAL_UP_TO:,}; above that it is PostgreSQL's estimate (at least "
+    f'{service.EXACT_TOTAL_UP_TO + 1:,}), as large shops show "1,000+ results". '
+    "A full-text search ranks its matches once per 5 seconds (the responses' max-age); "
+    "prices and `stock_available` are always read live."
+)
 @openapi.parameter("q", str, description="full-text search over name and description, ranked")
 @openapi.parameter("category", str, description="category slug")
 @openapi.parameter("min_price_cents", int)
