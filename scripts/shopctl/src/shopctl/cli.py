@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import yaml
+from shopflow_kit.limits import MAX_BODY_BYTES
 
 from shopctl import runner, toolchain
 from shopctl.database import service_database
@@ -99,7 +100,14 @@ def makemigrations(target: str, name: str | None) -> None:
 @main.command()
 @click.argument("services", nargs=-1)
 @click.option("--database-url", help="The service's database (only with one service).")
-def seed(services: tuple[str, ...], database_url: str | None) -> None:
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="catalog-api: also add N realistic synthetic products (idempotent).",
+)
+def seed(services: tuple[str, ...], database_url: str | None, synthetic: int) -> None:
     """Migrate and load seed data for SERVICES (default: every service that has a seed)."""
     from shopctl.runner import local_secrets, migrate_and_seed, service_env
 
@@ -116,7 +124,16 @@ def seed(services: tuple[str, ...], database_url: str | None) -> None:
             raise click.ClickException(f"{service.name} has no code under apps/{service.image} yet")
         with service_database(root, service, database_url) as url:
             env = service_env(service, url, secrets, local_port("gateway", GATEWAY_PORT), 0)
-            migrate_and_seed(service, env)
+            extra = (
+                ["--synthetic", str(synthetic)]
+                if synthetic and service.name == "catalog-api"
+                else []
+            )
+            if extra:
+                click.echo(
+                    f"{service.name}: generating {synthetic} synthetic products...", err=True
+                )
+            migrate_and_seed(service, env, seed_args=extra)
         click.echo(f"{service.name}: migrated and seeded", err=True)
 
 
@@ -369,20 +386,27 @@ def policy(env: str | None, manifests: Path | None, out: Path | None) -> None:
 @click.option(
     "--max-body-bytes",
     type=int,
-    default=1024 * 1024,
+    default=MAX_BODY_BYTES,
     show_default=True,
     help="Larger request bodies get 413 (API.md's limit).",
 )
+@click.option("--idle-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS")
+@click.option("--header-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS")
+@click.option("--body-timeout", type=float, default=30.0, show_default=True, metavar="SECONDS")
 def gateway(
     host: str,
     port: int | None,
     vs_file: Path | None,
     upstreams: tuple[str, ...],
     max_body_bytes: int,
+    idle_timeout: float,
+    header_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Run the local gateway, routing by the mesh chart's VirtualService."""
-    from shopctl.gateway import GatewayConfigError, RoutingTable, create_gateway_app
+    from shopctl import gateway as proxy
     from shopctl.helm import RenderError, mesh_virtual_service
+    from shopctl.virtualservice import GatewayConfigError, RoutingTable
 
     try:
         if vs_file:
@@ -404,11 +428,10 @@ def gateway(
         if not sep or not url.startswith("http"):
             raise click.BadParameter(f"{item!r} is not HOST=URL", param_hint="--upstream")
         mapping[name] = url
-    app = create_gateway_app(table, mapping, max_body=max_body_bytes)
-    app.run(
-        host=host,
-        port=port or local_port("gateway", GATEWAY_PORT),
-        single_process=True,
-        access_log=False,
-        motd=False,
+    limits = proxy.Limits(
+        max_body=max_body_bytes,
+        idle_timeout=idle_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
+    proxy.run(table, mapping, host, port or local_port("gateway", GATEWAY_PORT), limits)
