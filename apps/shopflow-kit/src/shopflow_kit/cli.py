@@ -3,8 +3,9 @@
 The same entry point serves ``shopctl`` locally (as a subprocess), the chart's
 migration Job and ``kubectl exec`` in the cluster, so an operation always runs
 inside the service's own image with the service's own settings. Every service
-gets ``migrate`` and ``openapi`` (prints its public document); a service adds its own operations (``seed``, user-auth's
-``create-admin`` and ``rotate-keys``) as :class:`Operation` objects.
+gets ``migrate`` and ``openapi`` (prints its public document); a service adds
+its own operations (``seed``, user-auth's ``create-admin`` and ``rotate-keys``)
+as :class:`Operation` objects.
 
 Exit codes: 0 done, 1 the operation failed (the message says why), 2 a usage or
 configuration error.
