@@ -347,6 +347,28 @@ def test_the_finding_names_the_file_that_sets_the_value(prod: Deployment) -> Non
     assert sources[index].blame("no", "such", "key") == "charts/catalog-api/values.yaml"
 
 
+# --- links: every OpenAPI link leads somewhere --------------------------------------
+
+
+def test_a_link_to_nowhere_is_named(prod: Deployment, documents: Documents) -> None:
+    changed = copy.deepcopy(documents)
+    catalog = changed["catalog-api"]
+    assert catalog is not None
+    links = catalog["paths"]["/products"]["get"]["responses"]["200"]["links"]
+    links["GetProduct"]["operationId"] = "get_produkt"
+    links["Elsewhere"] = {"operationRef": "/products/openapi.json#/paths/~1products~1{id}/put"}
+    links["Nowhere"] = {"operationRef": "/shop/openapi.json#/paths/~1shop/get"}
+    found = {(f.subject, f.message) for f in findings_of("links", check_environment(prod, changed))}
+    assert found == {
+        ("GET /products -> 200 link GetProduct", "no operationId get_produkt"),
+        ("GET /products -> 200 link Elsewhere", "catalog-api's OpenAPI has no PUT /products/{id}"),
+        (
+            "GET /products -> 200 link Nowhere",
+            "operationRef '/shop/openapi.json#/paths/~1shop/get' names no service's OpenAPI document",
+        ),
+    }
+
+
 # --- the AuthorizationPolicy model itself -------------------------------------------
 
 

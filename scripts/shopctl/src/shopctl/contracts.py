@@ -19,6 +19,9 @@ and the file to change:
   signed (a RequestAuthentication on the gateway accepts its issuer) they allow it.
 - ``callers``: each service's AuthorizationPolicy callers and NetworkPolicy
   peers (ingress and egress) equal the registry's call graph.
+- ``links``: every OpenAPI link leads to an operation that exists: by
+  operationId in the same document, or by ``operationRef`` into the document of
+  the service that owns the path (the stateful fuzzing follows them).
 
 A service whose code has not landed yet cannot give its document: that is a
 ``pending`` finding naming the service, never a silent pass.
@@ -783,6 +786,63 @@ def check_callers(
     return findings
 
 
+def _link_target(
+    link: Mapping[str, Any], document: OpenAPI, documents: Mapping[str, OpenAPI | None]
+) -> str | None:
+    """Why ``link`` leads nowhere, or None when its target exists (or is not checkable yet)."""
+    if "operationId" in link:
+        ids = {
+            spec.get("operationId")
+            for item in (document.get("paths") or {}).values()
+            for spec in item.values()
+            if isinstance(spec, Mapping)
+        }
+        return None if link["operationId"] in ids else f"no operationId {link['operationId']}"
+    reference = str(link.get("operationRef", ""))
+    location, _, pointer = reference.partition("#")
+    parts = pointer.split("/")
+    if len(parts) != 4 or parts[:2] != ["", "paths"]:
+        return f"operationRef {reference!r} is not <document>#/paths/<path>/<method>"
+    path = parts[2].replace("~1", "/").replace("~0", "~")
+    owners = [s for s in SERVICES if location == f"{s.openapi_prefix}/openapi.json"]
+    if not owners:
+        return f"operationRef {reference!r} names no service's OpenAPI document"
+    target = documents.get(owners[0].name)
+    if target is None:
+        return None  # pending: named by its own finding
+    if parts[3] not in ((target.get("paths") or {}).get(path) or {}):
+        return f"{owners[0].name}'s OpenAPI has no {parts[3].upper()} {path}"
+    return None
+
+
+def check_links(
+    env: str, documents: Mapping[str, OpenAPI | None], services: Sequence[Service]
+) -> list[Finding]:
+    findings = []
+    for service in services:
+        document = documents.get(service.name)
+        if document is None:
+            continue
+        for path, item in sorted((document.get("paths") or {}).items()):
+            for method, spec in sorted(item.items()):
+                if method not in HTTP_METHODS:
+                    continue
+                for status, response in sorted((spec.get("responses") or {}).items()):
+                    for name, link in sorted((response.get("links") or {}).items()):
+                        problem = _link_target(link, document, documents)
+                        if problem:
+                            findings.append(
+                                Finding(
+                                    env,
+                                    "links",
+                                    f"{method.upper()} {path} -> {status} link {name}",
+                                    problem,
+                                    f"apps/{service.image}/src/{service.package}/api.py",
+                                )
+                            )
+    return findings
+
+
 def check_environment(
     deployment: Deployment,
     documents: Mapping[str, OpenAPI | None],
@@ -809,4 +869,5 @@ def check_environment(
         if mesh.ingress is not None:
             findings += check_operations(deployment, mesh, documents, services)
     findings += check_callers(deployment, mesh, services)
+    findings += check_links(deployment.env, documents, services)
     return findings
