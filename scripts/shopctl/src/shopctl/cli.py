@@ -312,6 +312,49 @@ def promote(source: str, target: str, services: tuple[str, ...]) -> None:
     click.echo(f"promoted {len(changes)} service(s) from {source} to {target}", err=True)
 
 
+@main.command("access-matrix")
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replace the generated section of this Markdown file.",
+)
+@click.option(
+    "--check",
+    "check_in",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Exit 1 if this Markdown file's generated section is out of date.",
+)
+def access_matrix(write_to: Path | None, check_in: Path | None) -> None:
+    """Who may do what, per group and environment, from the rendered RBAC and Argo CD roles."""
+    from shopctl import access
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.helm import RenderError
+
+    try:
+        table = access.to_markdown(access.compute(_root()))
+    except (ApplicationSetError, RenderError, toolchain.ToolError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    target = write_to or check_in
+    if target is None:
+        click.echo(table, nl=False)
+        return
+    try:
+        current = target.read_text()
+        updated = access.splice(current, table)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{target}: {exc}") from None
+    if check_in is not None:
+        if updated != current:
+            raise click.ClickException(
+                f"{target}'s access matrix is out of date; "
+                f"run `shopctl access-matrix --write {target}`"
+            )
+        return
+    target.write_text(updated)
+    click.echo(f"wrote the access matrix into {target}", err=True)
+
+
 @main.command()
 @click.option("--env", "env", help="Scan what Argo CD would apply for this environment.")
 @click.option(
