@@ -18,7 +18,7 @@ ENV ?= prod
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
-	@echo "make check  ruff, format check, mypy and hadolint"
+	@echo "make check  ruff, format check, mypy, hadolint, zizmor and actionlint"
 	@echo "make bench  benchmarks that print side-by-side ratios"
 	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
@@ -40,6 +40,8 @@ check: setup
 	$(VENV)/mypy
 	$(VENV)/shopctl dockerfiles --check
 	$(VENV)/hadolint apps/*/Dockerfile
+	$(VENV)/zizmor --offline --quiet .github/workflows .github/dependabot.yml
+	@$(VENV)/python -m shopctl.workflow_lint
 
 bench: setup
 	@$(VENV)/python -m tests.load.bench_login
