@@ -18,7 +18,7 @@ ENV ?= prod
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
-	@echo "make check  ruff, format check, mypy, import layering and hadolint"
+	@echo "make check  ruff, format, mypy, import layering, hadolint, zizmor and actionlint"
 	@echo "make bench  benchmarks that print side-by-side ratios (wrk)"
 	@echo "make load   a Locust shopper mix through the gateway, bounded in time"
 	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
@@ -42,6 +42,8 @@ check: setup
 	$(VENV)/lint-imports --no-cache
 	$(VENV)/shopctl dockerfiles --check
 	$(VENV)/hadolint apps/*/Dockerfile
+	$(VENV)/zizmor --offline --quiet .github/workflows .github/dependabot.yml
+	@$(VENV)/python -m shopctl.workflow_lint
 
 bench: setup
 	@$(VENV)/python -m tests.load.bench $(BENCH_ARGS)

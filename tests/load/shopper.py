@@ -21,7 +21,7 @@ import yaml
 from shopctl.helm import mesh_virtual_service
 from shopctl.pg import LocalPostgres, create_database, free_port
 from shopctl.procs import Child, wait_http
-from shopctl.services import SERVICES
+from shopctl.services import SERVICES, has_code
 from shopflow_kit.db import migrate
 
 from tests.utils.live import ROOT, LiveService, start_service
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 tmp,
             )
             started.append(catalog)
-            present = {s.name for s in SERVICES if s.exists(ROOT)}
+            present = {s.name for s in SERVICES if has_code(s, ROOT)}
             vs_file = tmp / "vs.yaml"
             vs_file.write_text(yaml.safe_dump(existing_routes(mesh_virtual_service(ROOT), present)))
             port = free_port()

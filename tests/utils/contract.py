@@ -103,17 +103,19 @@ class Contract:
             ) from exc
         self.checked += 1
 
+    async def hook(self, response: httpx.Response) -> None:
+        """An httpx response event hook: checks every response as it arrives."""
+        await response.aread()
+        self.check(response)
+
 
 async def contract_client(base_url: str, document_path: str, **options: Any) -> httpx.AsyncClient:
     """An AsyncClient that checks every response against ``base_url + document_path``."""
     async with httpx.AsyncClient(base_url=base_url) as plain:
         document = (await plain.get(document_path)).raise_for_status().json()
     contract = Contract(document)
-
-    async def check(response: httpx.Response) -> None:
-        await response.aread()
-        contract.check(response)
-
-    client = httpx.AsyncClient(base_url=base_url, event_hooks={"response": [check]}, **options)
+    client = httpx.AsyncClient(
+        base_url=base_url, event_hooks={"response": [contract.hook]}, **options
+    )
     client.contract = contract  # type: ignore[attr-defined]
     return client

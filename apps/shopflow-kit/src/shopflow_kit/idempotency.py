@@ -10,6 +10,7 @@ back and the key is free again: nothing is half-written.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,13 +38,21 @@ class StoredResponse:
     replayed: bool
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """Same request, same fingerprint: JSON bodies are compared as data, not bytes."""
+def fingerprint(method: str, path: str, body: bytes, *, key: bytes | None = None) -> str:
+    """Same request, same fingerprint: JSON bodies are compared as data, not bytes.
+
+    With ``key`` the fingerprint is an HMAC-SHA256: a body holding a secret with
+    few unknown digits (a card number, a CVC) must not be stored as a plain hash,
+    which anyone holding the table could brute-force.
+    """
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
     except (ValueError, UnicodeDecodeError):
         canonical = body.hex()
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    message = f"{method} {path}\n{canonical}".encode()
+    if key is not None:
+        return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return hashlib.sha256(message).hexdigest()
 
 
 def validate_key(key: str | None) -> str:
@@ -55,21 +64,45 @@ def validate_key(key: str | None) -> str:
     return key
 
 
+# Held for the key's transaction: a second request with the same key sees it taken.
+_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked"
+
 _INSERT = (
     "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
 )
 
 
+def _in_flight() -> Problem:
+    return Problem(
+        409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"}
+    )
+
+
 async def run_once(
-    scope: str, key: str, request_fingerprint: str, work: Work, *, ttl: timedelta = TTL
+    scope: str,
+    key: str,
+    request_fingerprint: str,
+    work: Work,
+    *,
+    ttl: timedelta = TTL,
+    conflict_in_flight: bool = False,
 ) -> StoredResponse:
     """Run ``work`` once per (scope, key); replay its stored result afterwards.
 
     ``work`` returns ``(status, body)`` and runs inside the key's transaction.
     If it raises, nothing is stored and the key can be used again.
+
+    A duplicate that arrives while the first request is still running waits for
+    it and replays its result; with ``conflict_in_flight`` it is answered 409
+    with ``Retry-After`` at once instead (Stripe's behaviour), so no connection
+    or worker is held by a waiting duplicate.
     """
     async with in_transaction() as conn:
+        if conflict_in_flight:
+            locked = await conn.execute_query_dict(_TRY_LOCK, [f"{scope}\n{key}"])
+            if not locked[0]["locked"]:
+                raise _in_flight()
         for _ in range(3):
             now = datetime.now(UTC)
             # execute_query_dict fetches; Tortoise's execute_query drops RETURNING rows.
@@ -95,16 +128,28 @@ async def run_once(
                     title="Idempotency key reused",
                 )
             return StoredResponse(record.status_code or 200, record.response, replayed=True)
-    raise Problem(
-        409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"}
-    )
+    raise _in_flight()
 
 
-async def idempotent_response(request: Request, scope: str, work: Work) -> HTTPResponse:
-    """Sanic helper: read the header, fingerprint the request, run once, answer."""
+async def idempotent_response(
+    request: Request,
+    scope: str,
+    work: Work,
+    *,
+    fingerprint_key: bytes | None = None,
+    conflict_in_flight: bool = False,
+) -> HTTPResponse:
+    """Sanic helper: read the header, fingerprint the request, run once, answer.
+
+    A replay carries ``Idempotent-Replayed: true``. ``fingerprint_key`` and
+    ``conflict_in_flight`` are passed on (see :func:`fingerprint`, :func:`run_once`).
+    """
     key = validate_key(request.headers.get(HEADER))
+    request_fingerprint = fingerprint(
+        request.method, request.path, request.body, key=fingerprint_key
+    )
     stored = await run_once(
-        scope, key, fingerprint(request.method, request.path, request.body), work
+        scope, key, request_fingerprint, work, conflict_in_flight=conflict_in_flight
     )
     is_problem = isinstance(stored.body, dict) and stored.status >= 400 and "title" in stored.body
     response = json_response(
