@@ -14,7 +14,7 @@ from shopflow_kit import ServiceSettings
 from shopflow_kit import create_app as kit_create_app
 from shopflow_kit.idempotency import purge_expired
 from shopflow_kit.outbox import relay_task
-from shopflow_kit.security import TokenVerifier
+from shopflow_kit.security import MAX_TOKEN_LIFETIME_SECONDS, TokenVerifier
 
 from auth_service import service
 from auth_service.api import bp
@@ -48,7 +48,7 @@ class Settings(ServiceSettings):
     signing_key: SecretStr | None = None
     signing_key_file: Path | None = None
 
-    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=MAX_TOKEN_LIFETIME_SECONDS)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
     login_failure_limit: int = Field(default=5, ge=1)
     ip_failure_limit: int = Field(default=50, ge=1)
@@ -110,5 +110,5 @@ def create_app() -> Sanic[Any, Any]:
     app.ctx.keys = keys
     app.ctx.minter = service.TokenMinter(keys, settings)
     # user-auth verifies its own tokens against its key ring, not over HTTP.
-    app.ctx.verifier = TokenVerifier(keys, settings.jwt_issuer)
+    app.ctx.verifier = TokenVerifier(keys, settings.jwt_issuer, leeway=settings.jwt_leeway_seconds)
     return app

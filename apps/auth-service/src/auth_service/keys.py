@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey
 from shopflow_kit.security import InvalidToken as InvalidJWT
+from shopflow_kit.security import Unauthorized
 from tortoise.transactions import in_transaction
 
 from auth_service.models import SigningKey
@@ -159,4 +160,4 @@ class KeyRing:
         for jwk in await self.published():
             if jwk.get("kid") == kid:
                 return ECKey.import_key(jwk)
-        raise InvalidJWT("unknown signing key")
+        raise InvalidJWT(Unauthorized.UNKNOWN_KEY)
