@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from shopflow_kit.errors import PROBLEM_JSON, Problem
 from shopflow_kit.models import IdempotencyRecord
+from shopflow_kit.validation import decode_json
 
 TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
@@ -40,8 +41,8 @@ class StoredResponse:
 def fingerprint(method: str, path: str, body: bytes) -> str:
     """Same request, same fingerprint: JSON bodies are compared as data, not bytes."""
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-    except (ValueError, UnicodeDecodeError):
+        canonical = json.dumps(decode_json(body), sort_keys=True, separators=(",", ":"))
+    except ValueError:  # not JSON the kit accepts (too deep, malformed): compare bytes
         canonical = body.hex()
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
