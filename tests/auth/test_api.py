@@ -94,7 +94,9 @@ async def test_role_in_register_body_is_never_honoured(client: httpx.AsyncClient
 
 
 async def test_malformed_json_is_400_and_huge_body_413(client: httpx.AsyncClient) -> None:
-    response = await client.post("/auth/register", content=b'{"email": ')
+    response = await client.post(
+        "/auth/register", content=b'{"email": ', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
     huge = await client.post("/auth/register", content=b"{" + b" " * (2 * 1024 * 1024) + b"}")
     assert huge.status_code == 413 and huge.headers["content-type"] == PROBLEM
@@ -196,20 +198,6 @@ async def test_five_failures_give_429_with_retry_after(client: httpx.AsyncClient
     assert throttled.status_code == 429
     assert throttled.headers["content-type"] == PROBLEM
     assert 1 <= int(throttled.headers["retry-after"]) <= 900
-
-
-async def test_success_resets_the_account_counter(client: httpx.AsyncClient) -> None:
-    account = await register_and_login(client)
-    headers = {"x-forwarded-for": "10.0.0.3"}
-    bad = {"email": account.email, "password": "wrong-password-x"}
-    for _ in range(4):
-        assert (await client.post("/auth/login", json=bad, headers=headers)).status_code == 401
-    good = await client.post(
-        "/auth/login", json={"email": account.email, "password": PASSWORD}, headers=headers
-    )
-    assert good.status_code == 200
-    for _ in range(4):
-        assert (await client.post("/auth/login", json=bad, headers=headers)).status_code == 401
 
 
 async def test_per_address_limit_spans_accounts(client: httpx.AsyncClient) -> None:

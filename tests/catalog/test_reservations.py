@@ -9,7 +9,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.catalog.conftest import catalog_env, customer, make_product, new_category, service_token
+from tests.catalog.conftest import (
+    admin,
+    catalog_env,
+    customer,
+    make_product,
+    new_category,
+    service_token,
+)
 from tests.utils.issuer import TokenIssuer
 from tests.utils.live import LiveService, start_service
 
@@ -213,3 +220,49 @@ async def test_two_hundred_concurrent_reservations_never_oversell(
     finally:
         await conn.close()
     assert held == 10
+
+
+async def test_concurrent_repeats_of_one_order_return_the_one_reservation(
+    client: httpx.AsyncClient, catalog: LiveService, issuer: TokenIssuer
+) -> None:
+    """Stock exactly covers the order: repeats must never see their own hold as a shortage."""
+    product = await make_product(client, issuer, new_category(), stock=5)
+    other = await make_product(client, issuer, new_category(), stock=3)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    body = reservation(order, (product["id"], 5), (other["id"], 3))
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=catalog.base_url, timeout=60, limits=limits) as http:
+        results = await asyncio.gather(
+            *(http.post("/internal/reservations", json=body, headers=auth) for _ in range(50))
+        )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] * 49 + [201], f"false 409s: {statuses.count(409)} of 50"
+    assert len({r.text for r in results}) == 1
+    assert await available(client, product["id"]) == 0
+    assert await available(client, other["id"]) == 0
+
+
+async def test_stock_below_live_holds_is_409_naming_the_held_quantity(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    product = await make_product(client, issuer, new_category(), stock=5)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    held = await client.post(
+        "/internal/reservations", json=reservation(order, (product["id"], 5)), headers=auth
+    )
+    assert held.status_code == 201
+    url = f"/products/{product['id']}"
+    patch = await client.patch(url, json={"stock": 2}, headers=admin(issuer))
+    assert patch.status_code == 409, patch.text
+    problem = patch.json()
+    assert problem["held"] == 5 and "5" in problem["detail"]
+    assert [e["field"] for e in problem["errors"]] == ["stock"]
+    assert await available(client, product["id"]) == 0  # never -3
+    # Raising stock, or setting it to exactly what is held, is fine.
+    assert (await client.patch(url, json={"stock": 5}, headers=admin(issuer))).status_code == 200
+    raised = await client.patch(url, json={"stock": 8}, headers=admin(issuer))
+    assert raised.status_code == 200 and raised.json()["stock_available"] == 3
+    # Once the hold is released, the stock can go down again.
+    await client.post(f"/internal/reservations/{order}/release", headers=auth)
+    lowered = await client.patch(url, json={"stock": 2}, headers=admin(issuer))
+    assert lowered.status_code == 200 and lowered.json()["stock_available"] == 2

@@ -56,7 +56,10 @@ def test_account_lifecycle(gw: httpx.Client) -> None:
 
 
 def test_bad_input_answers(gw: httpx.Client) -> None:
-    assert gw.post("/auth/register", content=b"{oops").status_code == 400
+    json_type = {"content-type": "application/json"}
+    assert gw.post("/auth/register", content=b"{oops", headers=json_type).status_code == 400
+    form = gw.post("/auth/register", data={"email": unique_email(), "password": PASSWORD})
+    assert form.status_code == 415
     weak = gw.post(
         "/auth/register", json={"email": unique_email(), "password": "123456789", "name": "x"}
     )

@@ -37,7 +37,10 @@ async def test_openapi_documents_the_body_schema(client: httpx.AsyncClient) -> N
 
 
 async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
-    body = assert_problem(await client.post("/widgets", content=b"{bad"), 400)
+    response = await client.post(
+        "/widgets", content=b"{bad", headers={"content-type": "application/json"}
+    )
+    body = assert_problem(response, 400)
     assert "not valid JSON" in body["detail"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
@@ -20,9 +21,11 @@ from shopflow_kit import (
 from shopflow_kit import (
     create_app as kit_create_app,
 )
+from shopflow_kit.http import PageQuery
 from shopflow_kit.idempotency import idempotent_response
 from shopflow_kit.outbox import publish, relay_task
 from shopflow_kit.registry import Service
+from shopflow_kit.validation import Int4
 from tortoise.transactions import in_transaction
 
 from tests.kit_sample.models import Widget
@@ -42,13 +45,11 @@ class Settings(ServiceSettings):
 class WidgetIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=50)
-    count: int = Field(ge=0)
+    count: Annotated[Int4, Field(ge=0)]
 
 
-class Page(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    page: int = Field(1, ge=1)
-    page_size: int = Field(20, ge=1, le=100)
+class Page(PageQuery):
+    q: str | None = Field(None, max_length=200)
 
 
 bp = Blueprint("sample")
@@ -65,6 +66,13 @@ async def create_widget(request: Request, body: WidgetIn) -> HTTPResponse:
 async def list_widgets(request: Request) -> HTTPResponse:
     query = parse_query(request, Page)
     return json({"page": query.page, "page_size": query.page_size})
+
+
+@bp.get("/widgets/slow")
+async def slow(request: Request) -> HTTPResponse:
+    """Work that is still in flight when a shutdown starts."""
+    await asyncio.sleep(float(request.args.get("seconds", "0.3")))
+    return json({"widgets": await Widget.all().count()})
 
 
 @bp.get("/widgets/<widget_id:uuid>")

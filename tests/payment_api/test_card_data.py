@@ -75,7 +75,11 @@ async def test_no_card_number_in_the_database_or_the_logs(
     malformed = await client.post(
         "/internal/payments",
         content=json.dumps({"card": {"number": PROCESSING_ERROR}}).encode()[:-2],
-        headers={**service_auth(issuer), "Idempotency-Key": "malformed"},
+        headers={
+            **service_auth(issuer),
+            "Idempotency-Key": "malformed",
+            "Content-Type": "application/json",
+        },
     )
     assert malformed.status_code == 400
     owner = str(uuid.uuid4())

@@ -60,8 +60,10 @@ class TokenIssuer:
         ttl: int = 900,
         key: ECKey | None = None,
         scope: str | None = None,
+        drop: tuple[str, ...] = (),
         **extra: Any,
     ) -> str:
+        """A signed token; ``extra`` claims override the defaults, ``drop`` removes claims."""
         key = key or self.keys[0]
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -77,6 +79,8 @@ class TokenIssuer:
             claims["role"] = role
         else:
             claims["scope"] = scope
+        for name in drop:
+            claims.pop(name, None)
         header = {"alg": "ES256", "kid": key.kid}
         return jwt.encode(header, claims, key)
 

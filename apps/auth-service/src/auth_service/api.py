@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from sanic import Blueprint, HTTPResponse, Request, json
 from shopflow_kit import Problem, json_body, require_user
+from shopflow_kit.http import client_address
 from shopflow_kit.openapi import Link, operation
 
 from auth_service import service
@@ -38,13 +38,6 @@ def _pair(pair: service.TokenPair) -> HTTPResponse:
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
     return json(body.model_dump(), headers={"Cache-Control": "no-store"})
-
-
-def client_address(request: Request) -> str:
-    """The caller's address: the last hop our gateway (or Envoy) appended, else the peer."""
-    forwarded = request.headers.get("x-forwarded-for", "")
-    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-    return hops[-1] if hops else (request.remote_addr or request.ip)
 
 
 @bp.post("/register")
@@ -170,7 +163,7 @@ def _client_auth(request: Request, form: dict[str, str]) -> tuple[str, str]:
     if scheme.lower() == "basic":
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # bad base64, non-ASCII header bytes, or not UTF-8
             raise service.oauth_error(
                 401, "invalid_client", "malformed Basic credentials"
             ) from None

@@ -37,7 +37,9 @@ def create_app() -> Sanic[Any, Any]:
         app.ctx.keys = keys
         app.ctx.minter = service.TokenMinter(keys, settings)
         # user-auth verifies its own tokens against its key ring, not over HTTP.
-        app.ctx.verifier = TokenVerifier(keys, settings.jwt_issuer)
+        app.ctx.verifier = TokenVerifier(
+            keys, settings.jwt_issuer, leeway=settings.jwt_leeway_seconds
+        )
 
     return kit_create_app(
         SERVICE,

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from shopflow_kit import ServiceSettings
 from shopflow_kit.registry import client_scopes, lookup
+from shopflow_kit.security import MAX_TOKEN_LIFETIME_SECONDS
 
 SERVICE = lookup("user-auth")
 MODELS = "auth_service.models"
@@ -24,7 +25,7 @@ class Settings(ServiceSettings):
     signing_key: SecretStr | None = None
     signing_key_file: Path | None = None
 
-    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=MAX_TOKEN_LIFETIME_SECONDS)
     refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
     login_failure_limit: int = Field(default=5, ge=1)
     ip_failure_limit: int = Field(default=50, ge=1)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey
 from shopflow_kit.config import ConfigError
 from shopflow_kit.security import InvalidToken as InvalidJWT
+from shopflow_kit.security import Unauthorized
 from tortoise.transactions import in_transaction
 
 from auth_service.config import Settings
@@ -161,7 +162,7 @@ class KeyRing:
         for jwk in await self.published():
             if jwk.get("kid") == kid:
                 return ECKey.import_key(jwk)
-        raise InvalidJWT("unknown signing key")
+        raise InvalidJWT(Unauthorized.UNKNOWN_KEY)
 
 
 def key_ring(settings: Settings) -> KeyRing:

@@ -112,46 +112,61 @@ async def register(email: str, password: str, name: str, *, role: str = "custome
 # --- login and throttling ----------------------------------------------------
 
 
-async def _throttle(settings: Settings, buckets: dict[str, int]) -> None:
-    """429 with Retry-After once a bucket reached its limit within the window."""
+# One transaction-scoped lock per bucket serialises the check and the record of
+# an attempt across every request and every replica (they share the database).
+_LOCK_BUCKET = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+
+async def _claim_attempt(settings: Settings, buckets: dict[str, int]) -> list[int]:
+    """Check every bucket and record this attempt in each, as one atomic step.
+
+    The attempt is recorded as a failure *before* the password is checked, so
+    concurrent guesses each see the ones before them: no more than a bucket's
+    limit is ever evaluated within the window. A full bucket answers 429 with
+    Retry-After, whatever the password. Returns the recorded rows' ids.
+    """
     window = timedelta(seconds=settings.login_window_seconds)
-    since = utcnow() - window
-    for bucket, limit in buckets.items():
-        failures = (
-            await LoginFailure.filter(bucket=bucket, failed_at__gt=since)
-            .order_by("-failed_at")
-            .limit(limit)
-            .values_list("failed_at", flat=True)
-        )
-        if len(failures) >= limit:
-            # Free again when the oldest of the last `limit` failures leaves the window.
-            oldest: datetime = failures[-1]  # type: ignore[assignment]
-            retry_after = max(1, int((oldest + window - utcnow()).total_seconds()) + 1)
-            raise Problem(
-                429,
-                "too many failed logins; try again later",
-                headers={"Retry-After": str(retry_after)},
+    async with in_transaction() as conn:
+        for bucket in sorted(buckets):  # one lock order everywhere: no deadlocks
+            await conn.execute_query(_LOCK_BUCKET, [bucket])
+        now = utcnow()
+        for bucket, limit in buckets.items():
+            failures = (
+                await LoginFailure.filter(bucket=bucket, failed_at__gt=now - window)
+                .order_by("-failed_at")
+                .limit(limit)
+                .values_list("failed_at", flat=True)
             )
+            if len(failures) >= limit:
+                # Free again when the oldest of the last `limit` failures leaves the window.
+                oldest: datetime = failures[-1]  # type: ignore[assignment]
+                retry_after = max(1, int((oldest + window - now).total_seconds()) + 1)
+                raise Problem(
+                    429,
+                    "too many failed logins; try again later",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        claimed = [await LoginFailure.create(bucket=b, failed_at=now) for b in sorted(buckets)]
+    return [row.id for row in claimed]
 
 
 async def login(minter: TokenMinter, email: str, password: str, client_address: str) -> TokenPair:
     settings = minter.settings
-    account = f"account:{normalize_email(email)}"
     buckets = {
-        account: settings.login_failure_limit,
+        f"account:{normalize_email(email)}": settings.login_failure_limit,
         f"ip:{client_address}": settings.ip_failure_limit,
     }
-    await _throttle(settings, buckets)
+    claimed = await _claim_attempt(settings, buckets)
     user = await User.get_or_none(email_normalized=normalize_email(email))
     # Unknown emails cost one argon2 verify too, so timing reveals nothing.
     valid = await passwords.verify_password(
         user.password_hash if user else passwords.dummy_hash(), password
     )
     if user is None or not valid:
-        now = utcnow()
-        await LoginFailure.bulk_create([LoginFailure(bucket=b, failed_at=now) for b in buckets])
-        raise Problem(401, BAD_CREDENTIALS)
-    await LoginFailure.filter(bucket=account).delete()
+        raise Problem(401, BAD_CREDENTIALS)  # the claimed attempt stays: it was a failure
+    # A success withdraws only its own attempt; earlier failures keep counting
+    # until they leave the window, so a login amid a burst wipes nothing.
+    await LoginFailure.filter(id__in=claimed).delete()
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash_password(password)
         await user.save(update_fields=["password_hash"])

@@ -8,24 +8,25 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from shopflow_kit.http import PageQuery
+from shopflow_kit.validation import Int4
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)]
 Sku = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-#: The dearest price a product may have; price filters stay in the same range, so a
-#: filter never reaches the database with a number its integer column cannot hold.
-MAX_PRICE_CENTS = 1_000_000_000
-# StrictInt: money and stock are never floats, not even 19.0.
-Cents = Annotated[StrictInt, Field(ge=0, le=MAX_PRICE_CENTS)]
+# StrictInt: money and stock are never floats, not even 19.0. Both are stored
+# in `integer` columns; the domain bounds sit well inside that type.
+Cents = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
 Stock = Annotated[StrictInt, Field(ge=0, le=10_000_000)]
+#: A price filter: compared with an `integer` column, so bounded by its type.
+PriceFilter = Annotated[Int4, Field(ge=0)]
 Sort = Literal["relevance", "price_asc", "price_desc", "name", "newest"]
 
 
 class ProductQuery(PageQuery):
     q: str | None = Field(None, min_length=1, max_length=200)
     category: Slug | None = None
-    min_price_cents: int | None = Field(None, ge=0, le=MAX_PRICE_CENTS)
-    max_price_cents: int | None = Field(None, ge=0, le=MAX_PRICE_CENTS)
+    min_price_cents: PriceFilter | None = None
+    max_price_cents: PriceFilter | None = None
     in_stock: bool | None = None
     sort: Sort | None = None
 

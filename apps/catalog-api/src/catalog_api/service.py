@@ -434,15 +434,29 @@ async def update_product(product_id: str, patch: ProductPatch) -> dict[str, Any]
             errors=[{"field": k, "message": "must not be null"} for k in nulls],
         )
     try:
-        async with in_transaction():
+        async with in_transaction() as conn:
             if "category" in changes:
                 changes["category"] = await _category(changes["category"])
+            # The row lock is the one reserve() takes, so no hold appears meanwhile.
             product = await Product.filter(id=product_id).select_for_update().get()
+            if "stock" in changes:
+                held = await _held(conn, [product.id])
+                if changes["stock"] < held.get(product.id, 0):
+                    raise _below_holds(held[product.id])
             await product.update_from_dict(changes).save()
     except IntegrityError:
         raise Problem(409, f"a product with sku {changes.get('sku')} already exists") from None
     _invalidate_rankings()
     return await get_product(product_id)
+
+
+def _below_holds(held: int) -> Problem:
+    return Problem(
+        409,
+        f"live reservations hold {held} units; stock cannot go below {held}",
+        errors=[{"field": "stock", "message": f"must be at least {held}, the quantity held"}],
+        extra={"held": held},
+    )
 
 
 async def delete_product(product_id: str) -> None:
@@ -485,6 +499,19 @@ async def _existing(order_id: uuid.UUID, wanted: Counter[uuid.UUID]) -> dict[str
     return _reservation_body(reservation, items)
 
 
+async def _held(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Units held by live reservations, per product."""
+    rows = await conn.execute_query_dict(
+        f"SELECT product_id, quantity FROM ({HELD}) h WHERE product_id = ANY($1::uuid[])",  # noqa: S608
+        [ids],
+    )
+    return {row["product_id"]: int(row["quantity"]) for row in rows}
+
+
+# Repeats of one order queue here, so each sees the reservation the first made.
+_LOCK_ORDER = "SELECT pg_advisory_xact_lock(hashtextextended('reservation:' || $1::text, 0))"
+
+
 async def reserve(
     order_id: uuid.UUID, lines: list[tuple[uuid.UUID, int]], ttl_seconds: int
 ) -> tuple[dict[str, Any], bool]:
@@ -497,6 +524,13 @@ async def reserve(
         return existing, False
     try:
         async with in_transaction() as conn:
+            # A concurrent repeat of this order waits for the first to commit and
+            # then answers with its reservation; without this it would count the
+            # first one's hold as someone else's and report a false shortage.
+            await conn.execute_query(_LOCK_ORDER, [str(order_id)])
+            existing = await _existing(order_id, wanted)
+            if existing is not None:
+                return existing, False
             ids = sorted(wanted)
             # Row locks in a fixed order: concurrent reservations of the same
             # products queue here instead of overselling (or deadlocking).
@@ -515,11 +549,7 @@ async def reserve(
                         for u in unknown
                     ],
                 )
-            held = await conn.execute_query_dict(
-                f"SELECT product_id, quantity FROM ({HELD}) h WHERE product_id = ANY($1::uuid[])",  # noqa: S608
-                [ids],
-            )
-            held_by = {row["product_id"]: int(row["quantity"]) for row in held}
+            held_by = await _held(conn, ids)
             short = [
                 {
                     "product_id": str(pid),
@@ -543,7 +573,7 @@ async def reserve(
             await ReservationItem.bulk_create(items)
         _invalidate_rankings()  # in_stock searches see the held stock
     except IntegrityError:
-        # The same order reserved concurrently and won: answer as a repeat.
+        # Only a replica without the order lock (mid-upgrade) can race past it.
         existing = await _existing(order_id, wanted)
         if existing is None:
             raise

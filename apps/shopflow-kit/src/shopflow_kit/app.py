@@ -9,11 +9,10 @@ from typing import Any
 
 from sanic import Blueprint, Sanic
 
-from shopflow_kit import observability, openapi
+from shopflow_kit import observability, openapi, server
 from shopflow_kit.config import ServiceSettings
 from shopflow_kit.db import close_db, init_db
 from shopflow_kit.errors import ProblemErrorHandler
-from shopflow_kit.limits import MAX_BODY_BYTES
 from shopflow_kit.registry import Service
 from shopflow_kit.security import JWKSCache, TokenVerifier
 
@@ -42,8 +41,9 @@ def create_app(
         re.sub(r"[^A-Za-z0-9_]", "_", service.name),
         error_handler=ProblemErrorHandler(),
         configure_logging=False,
+        request_class=server.KitRequest,
     )
-    app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
+    server.install(app, settings.shutdown_grace_seconds)
     app.config.FALLBACK_ERROR_FORMAT = "json"
     # The kit builds the public OpenAPI document itself (shopflow_kit.openapi explains why).
     app.config.OAS = False
@@ -52,6 +52,7 @@ def create_app(
     app.ctx.verifier = TokenVerifier(
         JWKSCache(settings.jwks_url, min_refetch_interval=settings.jwks_refetch_interval),
         settings.jwt_issuer,
+        leeway=settings.jwt_leeway_seconds,
     )
 
     observability.install(app, settings.service_name, service.openapi_prefix)
@@ -67,9 +68,12 @@ def create_app(
 
     @app.after_server_stop
     async def close_database(app: Sanic[Any, Any]) -> None:
+        # Sanic has waited for the connections (up to the grace period) by now.
+        server.report_drain(app)
         for task in getattr(app.ctx, "background", []):
             task.cancel()
         await asyncio.gather(*getattr(app.ctx, "background", []), return_exceptions=True)
         await close_db()
+        server.log.info("database closed")
 
     return app

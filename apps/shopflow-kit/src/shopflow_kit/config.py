@@ -7,6 +7,7 @@ Each service subclasses :class:`ServiceSettings` and sets its own ``env_prefix``
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -61,6 +62,22 @@ class ServiceSettings(BaseSettings):
     #: At most one JWKS refetch per this many seconds for unknown ``kid``s.
     jwks_refetch_interval: float = Field(default=10.0, ge=0)
     service_audience: str = "shopflow-internal"
+    #: Clock skew tolerated on ``exp``/``iat``/``nbf``; the one setting, never above 30 s.
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=30)
+
+    #: Peers whose ``X-Forwarded-For`` is believed: the local gateway and the
+    #: Istio sidecar both reach the service over loopback.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+    )
+    #: How many proxies append to ``X-Forwarded-For``; the client's address is the
+    #: entry this far from the right (1: the gateway's own entry). 0 trusts none.
+    trusted_proxy_hops: int = Field(default=1, ge=0, le=5)
+
+    #: After SIGTERM, how long in-flight requests may take before they are cut
+    #: off. Must stay below the chart's terminationGracePeriodSeconds minus its
+    #: preStop sleep (tests/gitops/test_shutdown_grace.py checks every environment).
+    shutdown_grace_seconds: float = Field(default=15.0, gt=0, le=300)
 
     # OAuth2 client credentials this service uses to call other services.
     oauth_client_id: str | None = None

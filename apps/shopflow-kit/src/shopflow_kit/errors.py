@@ -110,6 +110,8 @@ def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
         detail = str(exc) if exc.message else HTTPStatus(status).description
         if status == 413:
             detail = "the request body is larger than the 1 MiB limit"
+        elif status == 401:  # never a library's own wording on an authentication failure
+            detail = "authentication is required"
         return problem_response(status, detail, headers=exc.headers)
     request_id = getattr(getattr(request, "ctx", None), "request_id", None)
     log.exception("unhandled error", extra={"request_id": request_id})

@@ -1,9 +1,10 @@
-"""Response helpers shared by the services: lists, pages and HTTP caching."""
+"""HTTP helpers shared by the services: lists, pages, caching and the client's address."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from ipaddress import ip_address
 from typing import Any
 
 import orjson
@@ -45,3 +46,34 @@ def cached_json(request: Request, body: Any, *, max_age: int = 5) -> HTTPRespons
         if etag in tags or "*" in tags:
             return HTTPResponse(status=304, headers=headers)
     return raw(payload, headers=headers, content_type="application/json")
+
+
+def client_address(request: Request) -> str:
+    """The caller's address, as the platform's trusted proxy saw it.
+
+    ``X-Forwarded-For`` is read only when the connection comes from a trusted
+    proxy (``trusted_proxies``), and then only the entry ``trusted_proxy_hops``
+    from the right: the one that proxy appended. Entries to its left were
+    written by the caller and are ignored. Anything else means the caller
+    reached the service directly, and its socket address is the answer.
+    """
+    settings = request.app.ctx.settings
+    peer: str = request.ip
+    hops: int = settings.trusted_proxy_hops
+    try:
+        trusted = hops > 0 and any(ip_address(peer) in net for net in settings.trusted_proxies)
+    except ValueError:  # not an IP (a unix socket)
+        trusted = False
+    if not trusted:
+        return peer
+    entries = [e.strip() for e in request.headers.get("x-forwarded-for", "").split(",")]
+    entries = [e for e in entries if e]
+    if len(entries) < hops:
+        return peer  # reached the trusted proxy without passing the outer ones
+    entry = entries[-hops]
+    try:
+        if "%" in entry:  # an IPv6 zone is free text; no proxy sends one
+            raise ValueError(entry)
+        return str(ip_address(entry))
+    except ValueError:
+        return peer  # a proxy we trust never writes this; do not store it

@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from shopflow_kit.errors import PROBLEM_JSON, Problem
 from shopflow_kit.models import IdempotencyRecord
+from shopflow_kit.validation import decode_json
 
 TTL = timedelta(hours=24)
 HEADER = "Idempotency-Key"
@@ -46,8 +47,8 @@ def fingerprint(method: str, path: str, body: bytes, *, key: bytes | None = None
     which anyone holding the table could brute-force.
     """
     try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"))
-    except (ValueError, UnicodeDecodeError):
+        canonical = json.dumps(decode_json(body), sort_keys=True, separators=(",", ":"))
+    except ValueError:  # not JSON the kit accepts (too deep, malformed): compare bytes
         canonical = body.hex()
     message = f"{method} {path}\n{canonical}".encode()
     if key is not None:

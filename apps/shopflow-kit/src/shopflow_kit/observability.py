@@ -8,8 +8,11 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -28,6 +31,8 @@ REQUEST_ID = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_log = logging.getLogger("shopflow.access")
+#: The request being handled, so that every line logged while handling it carries its id.
+current_request_id: ContextVar[str | None] = ContextVar("shopflow_request_id", default=None)
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -48,6 +53,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
+        entry.setdefault("request_id", current_request_id.get())
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # Card data never reaches a log: card fields by name, card numbers by shape
@@ -93,7 +99,28 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    logging.getLogger("shopflow").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+
 def configure_logging(service: str, level: str) -> None:
+    # `python -m sanic` loads tracerite, which prints multi-line coloured
+    # tracebacks from every StreamHandler and from sys.excepthook. Logs are
+    # JSON lines, with the traceback in the "exc" field.
+    try:
+        import tracerite
+    except ImportError:  # pragma: no cover - Sanic depends on it
+        pass
+    else:
+        tracerite.unload()
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+    logging.captureWarnings(True)
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
@@ -158,6 +185,7 @@ def install(app: Sanic[Any, Any], service: str, public_prefix: str) -> None:
     async def start_request(request: Request) -> None:
         incoming = request.headers.get(REQUEST_ID, "")
         request.ctx.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
+        current_request_id.set(request.ctx.request_id)
         request.ctx.started = time.perf_counter()
 
     async def finish_request(request: Request, response: BaseHTTPResponse) -> None:
@@ -178,6 +206,7 @@ def install(app: Sanic[Any, Any], service: str, public_prefix: str) -> None:
                 "duration_ms": round(elapsed * 1000, 2),
             }
         )
+        current_request_id.set(None)  # the connection's next request gets its own
 
     # First in, last out: every other middleware and error sees the request id.
     app.register_middleware(start_request, "request", priority=100)

@@ -6,12 +6,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import wraps
 from typing import Any, Protocol
 
 import httpx
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import extract_compact
 from sanic import HTTPResponse, Request
@@ -20,11 +21,41 @@ from shopflow_kit.errors import Problem
 from shopflow_kit.openapi import doc_of
 
 ALLOWED_ALGORITHMS = ("ES256", "RS256")
+#: The roles a shopper's token may carry (``role`` claim).
+ROLES = ("customer", "admin")
+#: The longest any ShopFlow token may live (``exp - iat``); user-auth issues within it.
+MAX_TOKEN_LIFETIME_SECONDS = 3600
+#: The most clock skew ever tolerated; the setting is ``jwt_leeway_seconds``.
+MAX_LEEWAY_SECONDS = 30
 Handler = Callable[..., Awaitable[HTTPResponse]]
 
 
+class Unauthorized(StrEnum):
+    """What a 401 says went wrong, in the kit's words.
+
+    A library's own message can change between versions and may describe more
+    than it should, so no 401 ever carries one.
+    """
+
+    MISSING = "a bearer token is required"
+    MALFORMED = "the token is malformed"
+    INVALID = "the token is invalid"
+    EXPIRED = "the token has expired"
+    NOT_FOR_US = "the token was not issued for this service"
+    TOO_LONG_LIVED = "the token lives longer than its issuer allows"
+    UNKNOWN_KEY = "the token names an unknown signing key"
+    KEYS_UNAVAILABLE = "the signing keys cannot be fetched; try again"
+    BAD_ROLE = "the token carries no valid role"
+
+
+UNAUTHORIZED_DETAILS = frozenset(str(u) for u in Unauthorized)
+
+
 class InvalidToken(Exception):
-    """The token is missing, malformed, unsigned, tampered with, expired or not for us."""
+    """The token is missing, malformed, unsigned, tampered with, expired or not for us.
+
+    Its message is an :class:`Unauthorized` detail, safe to show.
+    """
 
 
 @dataclass(frozen=True)
@@ -95,12 +126,12 @@ class JWKSCache:
             if (key is None or age >= self.ttl) and age >= self.min_refetch_interval:
                 try:
                     await self._fetch()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError):
                     if key is None:
-                        raise InvalidToken(f"signing keys unavailable: {exc}") from None
+                        raise InvalidToken(Unauthorized.KEYS_UNAVAILABLE) from None
                 key = self._lookup(kid)
         if key is None:
-            raise InvalidToken("unknown signing key")
+            raise InvalidToken(Unauthorized.UNKNOWN_KEY)
         return key
 
 
@@ -109,22 +140,30 @@ class KeySource(Protocol):
 
 
 class TokenVerifier:
-    def __init__(self, jwks: KeySource, issuer: str, *, leeway: int = 30) -> None:
+    def __init__(
+        self,
+        jwks: KeySource,
+        issuer: str,
+        *,
+        leeway: int = MAX_LEEWAY_SECONDS,
+        max_lifetime: int = MAX_TOKEN_LIFETIME_SECONDS,
+    ) -> None:
+        if not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise ValueError(f"leeway must be 0-{MAX_LEEWAY_SECONDS} seconds")
         self.jwks = jwks
         self.issuer = issuer
         self.leeway = leeway
+        self.max_lifetime = max_lifetime
 
     async def verify(self, token: str, audience: str) -> dict[str, Any]:
         try:
             header = extract_compact(token.encode()).protected
         except (JoseError, ValueError, UnicodeError):
-            raise InvalidToken("malformed token") from None
+            raise InvalidToken(Unauthorized.MALFORMED) from None
         alg, kid = header.get("alg"), header.get("kid")
         # Checked before any key is touched: rules out "none" and HS256-with-public-key.
-        if alg not in ALLOWED_ALGORITHMS:
-            raise InvalidToken("algorithm not allowed")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("token has no kid")
+        if alg not in ALLOWED_ALGORITHMS or not isinstance(kid, str) or not kid:
+            raise InvalidToken(Unauthorized.INVALID)
         key = await self.jwks.key_for(kid)
         try:
             decoded = jwt.decode(token, key, algorithms=list(ALLOWED_ALGORITHMS))
@@ -133,12 +172,24 @@ class TokenVerifier:
                 iss={"essential": True, "value": self.issuer},
                 aud={"essential": True, "value": audience},
                 exp={"essential": True},
+                iat={"essential": True},
                 sub={"essential": True},
             )
             registry.validate(decoded.claims)
-        except (JoseError, ValueError) as exc:
-            raise InvalidToken(getattr(exc, "description", None) or "invalid token") from None
-        return dict(decoded.claims)
+        except ExpiredTokenError:
+            raise InvalidToken(Unauthorized.EXPIRED) from None
+        except ClaimError as exc:
+            detail = (
+                Unauthorized.NOT_FOR_US if exc.claim in ("iss", "aud") else Unauthorized.INVALID
+            )
+            raise InvalidToken(detail) from None
+        except (JoseError, ValueError, UnicodeError):
+            raise InvalidToken(Unauthorized.INVALID) from None
+        claims = dict(decoded.claims)
+        # A stolen long-lived token is the damage this bounds, whoever signed it.
+        if claims["exp"] - claims["iat"] > self.max_lifetime:
+            raise InvalidToken(Unauthorized.TOO_LONG_LIVED)
+        return claims
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -147,19 +198,27 @@ def _unauthorized(detail: str) -> Problem:
 
 async def authenticate(request: Request, audience: str) -> Principal:
     header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, Unauthorized.MISSING, headers={"WWW-Authenticate": "Bearer"})
     verifier: TokenVerifier = request.app.ctx.verifier
     try:
-        claims = await verifier.verify(token.strip(), audience)
+        claims = await verifier.verify(token, audience)
     except InvalidToken as exc:
-        raise _unauthorized(f"invalid token: {exc}") from None
-    scope = claims.get("scope", "")
+        raise _unauthorized(str(exc)) from None
+    role, scope = claims.get("role"), claims.get("scope", "")
+    # A shopper's token must name a known role; a service token may not name an unknown one.
+    if ("role" in claims or audience == request.app.ctx.settings.jwt_audience) and (
+        not isinstance(role, str) or role not in ROLES
+    ):
+        raise _unauthorized(Unauthorized.BAD_ROLE)
+    if not isinstance(scope, str):
+        raise _unauthorized(Unauthorized.INVALID)
     principal = Principal(
         subject=str(claims["sub"]),
-        role=claims.get("role") if isinstance(claims.get("role"), str) else None,
-        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+        role=role,
+        scopes=frozenset(scope.split()),
         claims=claims,
     )
     request.ctx.principal = principal

@@ -60,10 +60,18 @@ def install_tools() -> None:
 
 
 @main.command()
-@click.option("--fresh", is_flag=True, help="Wipe local data (.shopflow) before starting.")
+@click.option(
+    "--fresh", is_flag=True, help="Wipe local data (the state folder, .shopflow) before starting."
+)
 def up(fresh: bool) -> None:
     """Run the platform locally on embedded PostgreSQL, behind the gateway on :8080."""
     sys.exit(runner.run(_root(), fresh))
+
+
+@main.command()
+def status() -> None:
+    """Show what `shopctl up` supervises: each process's state, pid and restarts."""
+    click.echo(runner.format_status(local_state(_root())))
 
 
 @main.command()

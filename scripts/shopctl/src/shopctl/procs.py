@@ -43,6 +43,9 @@ class Child:
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            # Its own process group: a terminal's Ctrl-C reaches only the
+            # supervisor, which then stops the children in order.
+            process_group=0,
         )
         log.close()
         return self
@@ -60,7 +63,8 @@ class Child:
         except OSError:
             return ""
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` (longer than a service's own drain)."""
         if not self.alive():
             return
         assert self.process is not None

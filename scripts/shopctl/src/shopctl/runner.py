@@ -12,8 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -32,6 +34,8 @@ from shopctl.services import (
 )
 from shopctl.smtp import SmtpSink
 
+STATUS_FILE = "status.json"
+
 
 def step(message: str) -> float:
     click.echo(f"==> {message}", err=True)
@@ -42,11 +46,19 @@ def done(started: float) -> None:
     click.echo(f"    ok ({time.monotonic() - started:.1f}s)", err=True)
 
 
+def shown(path: Path) -> str:
+    """A path as the user should read it: relative inside the current folder, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 ADMIN_EMAIL = "admin@shopflow.local"
 
 
 def local_secrets(state: Path) -> dict[str, object]:
-    """Generated once per checkout, mode 0600, never committed (.shopflow is ignored)."""
+    """Generated once per state folder, mode 0600, never committed (.shopflow is ignored)."""
     path = state / "secrets.json"
     wanted: dict[str, object] = {
         "clients": {s.name: secrets.token_urlsafe(32) for s in SERVICES},
@@ -132,11 +144,71 @@ def migrate_and_seed(
         run_operation(service, ["seed", *seed_args], env)
 
 
+#: A process that crashes this often within CRASH_WINDOW seconds is left down.
+CRASH_LIMIT = 5
+CRASH_WINDOW = 60.0
+#: The first restart waits this long; each further crash in the window doubles it.
+BACKOFF_START = 1.0
+BACKOFF_MAX = 30.0
+
+
+def exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+@dataclass
+class Supervised:
+    """One child under supervision, as a Deployment's ReplicaSet keeps one pod."""
+
+    child: Child
+    state: str = "running"  # running | restarting | down | stopped
+    restarts: int = 0
+    last_exit: str | None = None
+    restart_at: float = 0.0
+    crashes: deque[float] = field(default_factory=deque)
+
+    def crashed(self, now: float) -> float | None:
+        """Record an exit; the delay before the restart, or None to leave it down."""
+        assert self.child.process is not None
+        self.last_exit = exit_reason(self.child.process.returncode)
+        self.crashes.append(now)
+        while self.crashes and self.crashes[0] <= now - CRASH_WINDOW:
+            self.crashes.popleft()
+        if len(self.crashes) >= CRASH_LIMIT:
+            self.state = "down"
+            return None
+        delay: float = min(BACKOFF_MAX, BACKOFF_START * 2.0 ** (len(self.crashes) - 1))
+        self.state, self.restart_at = "restarting", now + delay
+        return delay
+
+    def restart(self) -> None:
+        self.child.start()
+        self.restarts += 1
+        self.state = "running"
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.child.name,
+            "state": self.state,
+            "pid": self.child.pid if self.child.alive() else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "crashes_in_window": len(self.crashes),
+            "log": str(self.child.log_path),
+        }
+
+
 @dataclass
 class Platform:
     root: Path
     fresh: bool = False
     children: list[Child] = field(default_factory=list)
+    supervised: list[Supervised] = field(default_factory=list)
     smtp: SmtpSink | None = None
     postgres: pg.LocalPostgres | None = None
 
@@ -152,7 +224,7 @@ class Platform:
         gateway_port = local_port("gateway", GATEWAY_PORT)
         smtp_port = local_port("smtp", SMTP_PORT)
         if self.fresh:
-            t = step("--fresh: wiping local data in .shopflow")
+            t = step(f"--fresh: wiping local data in {shown(state)}")
             pg.LocalPostgres(state / "pg").wipe()
             for name in ("mail", "logs", "secrets.json"):
                 target = state / name
@@ -168,7 +240,7 @@ class Platform:
             server_url = external.rstrip("/")
             t = step("using external PostgreSQL from SHOPFLOW_DATABASE_URL")
         else:
-            t = step("starting embedded PostgreSQL in .shopflow/pg")
+            t = step(f"starting embedded PostgreSQL in {shown(state / 'pg')}")
             self.postgres = pg.LocalPostgres(
                 state / "pg", port=local_port("postgres", POSTGRES_PORT)
             )
@@ -196,7 +268,7 @@ class Platform:
             self.children.append(child)
             done(t)
 
-        t = step(f"SMTP sink on 127.0.0.1:{smtp_port} (mail kept in .shopflow/mail)")
+        t = step(f"SMTP sink on 127.0.0.1:{smtp_port} (mail kept in {shown(state / 'mail')})")
         self.smtp = SmtpSink(state / "mail", smtp_port).start()
         done(t)
 
@@ -216,11 +288,13 @@ class Platform:
             wait_http(f"http://127.0.0.1:{service.port()}/ready", child)
         wait_http(f"http://127.0.0.1:{gateway_port}/", gateway, accept=(200, 404))
         done(t)
+        self.supervised = [Supervised(child) for child in self.children]
+        self.write_status()
         self._print_table(services, gateway_port, smtp_port, server_url)
         if any(s.name == "user-auth" for s in services):
             click.echo(
                 f"Admin: {ADMIN_EMAIL} / {state_secrets['admin_password']} "
-                "(generated; kept in .shopflow/secrets.json)\n"
+                f"(generated; kept in {shown(state / 'secrets.json')})\n"
             )
 
     def _print_table(
@@ -229,7 +303,9 @@ class Platform:
         rows = [("gateway", f"http://127.0.0.1:{gateway_port}", "public API")]
         rows += [(s.name, f"http://127.0.0.1:{s.port()}", ", ".join(s.prefixes)) for s in services]
         missing = [s.name for s in SERVICES if s not in services]
-        rows.append(("smtp sink", f"smtp://127.0.0.1:{smtp_port}", "mail in .shopflow/mail"))
+        rows.append(
+            ("smtp sink", f"smtp://127.0.0.1:{smtp_port}", f"mail in {shown(self.state / 'mail')}")
+        )
         rows.append(
             (
                 "postgresql",
@@ -243,26 +319,108 @@ class Platform:
             click.echo(f"  {name.ljust(width)}  {url.ljust(28)}  {note}")
         if missing:
             click.echo(f"\n  not built yet (no code under apps/<image>): {', '.join(missing)}")
-        click.echo("\nLogs: .shopflow/logs/   Stop: Ctrl-C\n")
+        click.echo(
+            f"\nLogs: {shown(self.state / 'logs')}   Status: shopctl status   Stop: Ctrl-C\n"
+        )
+
+    def write_status(self) -> None:
+        """The supervisor's view, for `shopctl status` (written atomically)."""
+        status = {
+            "supervisor_pid": os.getpid(),
+            "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "processes": [s.status() for s in self.supervised],
+        }
+        path = self.state / STATUS_FILE
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(status, indent=2))
+        partial.replace(path)
 
     def watch(self, stop: threading.Event) -> int:
-        """Block until asked to stop or a child dies; returns the exit code."""
-        while not stop.wait(0.5):
-            for child in self.children:
-                if not child.alive():
+        """Restart exited processes with backoff until asked to stop; returns the exit code."""
+        while not stop.wait(0.2):
+            now = time.monotonic()
+            changed = False
+            for process in self.supervised:
+                name, log = process.child.name, shown(process.child.log_path)
+                if process.state == "running" and not process.child.alive():
+                    delay = process.crashed(now)
+                    if delay is None:
+                        click.echo(
+                            f"{name} crashed {CRASH_LIMIT} times within {CRASH_WINDOW:g}s; "
+                            f"leaving it down (last: {process.last_exit}). "
+                            f"The rest keeps running. Its log: {log}\n{process.child.log_tail()}",
+                            err=True,
+                        )
+                    else:
+                        click.echo(
+                            f"{name} exited ({process.last_exit}); restarting in {delay:g}s "
+                            f"(crash {len(process.crashes)} of {CRASH_LIMIT} within "
+                            f"{CRASH_WINDOW:g}s; log: {log})",
+                            err=True,
+                        )
+                    changed = True
+                elif process.state == "restarting" and now >= process.restart_at:
+                    process.restart()
                     click.echo(
-                        f"{child.name} exited unexpectedly; stopping.\n{child.log_tail()}", err=True
+                        f"{name} restarted (pid {process.child.pid}, restart {process.restarts})",
+                        err=True,
                     )
-                    return 1
+                    changed = True
+            if changed:
+                self.write_status()
         return 0
 
     def stop(self) -> None:
+        # The gateway first (it was started last), so no new request reaches a service.
         for child in reversed(self.children):
             child.stop()
+        for process in self.supervised:
+            process.state = "stopped"
+        if self.supervised:
+            self.write_status()
         if self.smtp:
             self.smtp.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def format_status(state: Path) -> str:
+    """`shopctl status`: the supervisor's last word on each process."""
+    path = state / STATUS_FILE
+    if not path.exists():
+        raise click.ClickException(f"no status in {shown(state)}: `shopctl up` has not run there")
+    data = json.loads(path.read_text())
+    supervisor = data.get("supervisor_pid")
+    running = _alive(supervisor)
+    lines = [
+        f"shopctl up (pid {supervisor}) is {'running' if running else 'not running'}; "
+        f"state folder {shown(state)}; updated {data.get('updated_at')}",
+    ]
+    processes = data.get("processes", [])
+    width = max((len(p["name"]) for p in processes), default=0)
+    for process in processes:
+        state_name = process["state"] if running else "stopped"
+        pid = process["pid"] if running and process["pid"] else "-"
+        note = f"last exit: {process['last_exit']}" if process.get("last_exit") else ""
+        if state_name == "down":
+            note = f"crashed {process['crashes_in_window']} times within {CRASH_WINDOW:g}s; {note}"
+        lines.append(
+            f"  {process['name'].ljust(width)}  {state_name.ljust(10)}  pid {str(pid).ljust(7)}  "
+            f"restarts {process['restarts']}  {note}".rstrip()
+        )
+    return "\n".join(lines)
 
 
 def run(root: Path, fresh: bool) -> int:

@@ -1,0 +1,98 @@
+"""catalog-api under hostile input: a precise 4xx naming the field, and nothing written."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.catalog.conftest import admin, make_product, new_category
+from tests.utils.issuer import TokenIssuer
+from tests.utils.sql import fetchval
+
+JSON = {"content-type": "application/json"}
+
+
+async def product_count(database_url: str) -> int:
+    return int(await fetchval(database_url, "SELECT count(*) FROM products"))
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("min_price_cents=2147483648", "min_price_cents"),
+        ("max_price_cents=1663390773269358", "max_price_cents"),
+        pytest.param("min_price_cents=" + "9" * 1000, "min_price_cents", id="1000-digits"),
+        ("page=100000000000000000000", "page"),
+        ("page_size=100000000000000000000", "page_size"),
+        ("q=mug%00", "q"),
+        ("category=mugs%00", "category"),
+        ("sort=name%00", "sort"),
+    ],
+)
+async def test_query_parameters_beyond_range_or_with_nul_are_400(
+    client: httpx.AsyncClient, query: str, name: str
+) -> None:
+    response = await client.get(f"/products?{query}")
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert [e["field"] for e in body["errors"]] == [name] and name in body["detail"]
+
+
+async def test_the_largest_stored_price_is_still_a_valid_filter(client: httpx.AsyncClient) -> None:
+    response = await client.get("/products?min_price_cents=2147483647&max_price_cents=2147483647")
+    assert response.status_code == 200 and response.json()["items"] == []
+
+
+@pytest.mark.parametrize("field", ["name", "description", "sku", "category"])
+async def test_nul_in_a_product_is_422_and_nothing_is_written(
+    client: httpx.AsyncClient, issuer: TokenIssuer, database_url: str, field: str
+) -> None:
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:8]}",
+        "name": "Mug",
+        "description": "A mug.",
+        "category": new_category(),
+        "price_cents": 100,
+        "currency": "USD",
+        "stock": 1,
+    }
+    body[field] = f"{body[field]}\u0000"
+    before = await product_count(database_url)
+    response = await client.post("/products", json=body, headers=admin(issuer))
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert await product_count(database_url) == before
+
+    product = await make_product(client, issuer, new_category())
+    patch = await client.patch(
+        f"/products/{product['id']}", json={field: body[field]}, headers=admin(issuer)
+    )
+    assert patch.status_code == 422, patch.text
+    assert (await client.get(f"/products/{product['id']}")).json() == product
+
+
+async def test_integers_beyond_a_column_in_a_body_are_422(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    product = await make_product(client, issuer, new_category())
+    for value in ("2147483648", "9" * 1000, "-1"):
+        for field in ("price_cents", "stock"):
+            response = await client.patch(
+                f"/products/{product['id']}",
+                content=f'{{"{field}": {value}}}'.encode(),
+                headers={**JSON, **admin(issuer)},
+            )
+            assert response.status_code == 422, (field, value, response.text)
+            assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+async def test_deeply_nested_json_and_forms_are_refused(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = await client.post("/products", content=deep, headers={**JSON, **admin(issuer)})
+    assert response.status_code == 400 and "nest" in response.json()["detail"]
+    form = await client.post("/products", data={"sku": "x"}, headers=admin(issuer))
+    assert form.status_code == 415
