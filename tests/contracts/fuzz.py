@@ -52,8 +52,10 @@ class Run:
         return self.returncode == 0
 
     def report(self) -> str:
-        """The end of schemathesis's report: the failures and how to reproduce them."""
-        return "\n".join(self.output.splitlines()[-120:])
+        """Schemathesis's report from its failures (or its summary) on, long lines cut."""
+        lines = [ln if len(ln) <= 400 else ln[:400] + " ..." for ln in self.output.splitlines()]
+        starts = [i for i, ln in enumerate(lines) if " FAILURES " in ln or " ERRORS " in ln]
+        return "\n".join(lines[starts[0] :] if starts else lines[-60:])
 
 
 def customer(platform: Platform) -> str:

@@ -28,7 +28,11 @@ def _product_links(id_expression: str, *, admin: bool = False) -> dict[str, Link
     links = {
         "GetProduct": Link("get_product", parameters=product),
         "AddToCart": Link(
-            service="order-mgmt", method="PUT", path="/cart/items/{product_id}", parameters=product
+            service="order-mgmt",
+            method="PUT",
+            path="/cart/items/{product_id}",
+            parameters=product,
+            request_body={"quantity": 1},
         ),
     }
     if admin:

@@ -15,6 +15,8 @@ same models that validate and serialise), so it cannot drift from the code:
   to ``GET /orders/{order_id}``), within the document by operationId or to
   another service's document by ``operationRef``: schemathesis follows them in
   its stateful runs (tests/contracts);
+- operations whose URL carries client data (a query or path parameters) document
+  the gateway's 414 for a request line over ``limits.MAX_REQUEST_LINE_BYTES``;
 - role-restricted operations name their role in ``security`` (``{"bearer":
   ["admin"]}``, as OpenAPI 3.1 allows for non-OAuth schemes);
 - only public operations are listed: ``/internal/...``, ``/health``, ``/ready``
@@ -277,7 +279,10 @@ def build(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> dict[str
             if doc.links.get(status):
                 response["links"] = {n: link.render() for n, link in doc.links[status].items()}
             responses[str(status)] = response
-        for status in sorted(doc.problems):
+        problems = set(doc.problems)
+        if doc.query is not None or "{" in path:
+            problems.add(414)  # the gateway's request-line limit (shopflow_kit.limits)
+        for status in sorted(problems):
             responses[str(status)] = {
                 "description": HTTPStatus(status).phrase,
                 "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
