@@ -125,3 +125,23 @@ async def test_two_replicas_send_every_email_once(producer: str, stack: Stack) -
         assert (await settled(stack, event_id))["status"] == "sent"
     for address in addresses:
         assert len(stack.smtp.handler.to(address)) == 1, address
+
+
+async def test_a_message_that_cannot_be_built_fails_once_and_for_all(stack: Stack) -> None:
+    # Only a corrupted row can hold such an address (the API validates every address),
+    # so the row is written directly: the worker must fail it, not claim it forever.
+    event_id, user_id = uuid.uuid4(), uuid.uuid4()
+    await stack.notify_rows(
+        "WITH e AS (INSERT INTO inbox (id, type, subject_user_id, occurred_at, status, received_at)"
+        " VALUES ($1, 'user.registered', $2, now(), 'accepted', now()) RETURNING id)"
+        " INSERT INTO notifications (id, event_id, user_id, type, channel, recipient_email,"
+        " recipient_name, subject, text_body, html_body, status, attempts, next_attempt_at,"
+        " created_at) SELECT $3, e.id, $2, 'user.registered', 'email', 'a@b@c', 'X', 'Hi',"
+        " 'text', '<p>html</p>', 'queued', 0, now(), now() FROM e",
+        event_id,
+        user_id,
+        uuid.uuid4(),
+    )
+    row = await settled(stack, str(event_id))
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert row["last_error"].startswith("cannot build the message:")

@@ -136,21 +136,33 @@ class DeliveryWorker(PollingWorker):
         claimed = await connections.get("default").execute_query_dict(
             _CLAIM, [self.batch_size, self.settings.delivery_lease_seconds]
         )
-        await asyncio.gather(*(self._deliver(row) for row in claimed))
+        outcomes = await asyncio.gather(
+            *(self._deliver(row) for row in claimed), return_exceptions=True
+        )
+        for row, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                # Recording failed (the database, say): the lease hands it out again.
+                log.error("delivery not recorded", exc_info=outcome, extra=self._log_fields(row))
         return len(claimed)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
-        envelope = build_message(
-            event_id=row["event_id"],
-            mail_from=self.settings.mail_from,
-            domain=self.settings.message_id_domain,
-            recipient_email=row["recipient_email"],
-            recipient_name=row["recipient_name"],
-            subject=row["subject"],
-            text=row["text_body"],
-            html=row["html_body"],
-            created_at=row["created_at"],
-        )
+        try:
+            envelope = build_message(
+                event_id=row["event_id"],
+                mail_from=self.settings.mail_from,
+                domain=self.settings.message_id_domain,
+                recipient_email=row["recipient_email"],
+                recipient_name=row["recipient_name"],
+                subject=row["subject"],
+                text=row["text_body"],
+                html=row["html_body"],
+                created_at=row["created_at"],
+            )
+        except Exception as exc:
+            # A message the email package refuses to build never will be: fail it now,
+            # rather than claiming it again after every lease.
+            await self._failed(row, Failure(True, f"cannot build the message: {exc}"))
+            return
         try:
             # Never outlive the lease: past it, another replica may claim the row.
             async with asyncio.timeout(self.settings.delivery_lease_seconds / 2):
