@@ -204,7 +204,7 @@ class Stack:
             self.auth_db,
             self.logs,
             port=port,
-            **auth_settings(port, relay_to=self.notify_url if relay else None),
+            extra=auth_settings(port, relay_to=self.notify_url if relay else None),
         )
 
     def notify_settings(self, **overrides: str) -> dict[str, str]:
@@ -227,14 +227,14 @@ class Stack:
             self.notify_db,
             self.logs,
             port=self.notify_port,
-            **self.notify_settings(**overrides),
+            extra=self.notify_settings(**overrides),
         )
         return self.notify
 
     def start_replica(self) -> LiveService:
         """Another notify-hub process on the same database, as a second pod would be."""
         replica = start(
-            "notify-hub", self.notify_db, self.logs, migrate=False, **self.notify_settings()
+            "notify-hub", self.notify_db, self.logs, migrate=False, extra=self.notify_settings()
         )
         self.replicas.append(replica)
         return replica

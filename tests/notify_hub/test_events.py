@@ -137,7 +137,7 @@ async def test_order_confirmation_lists_every_item_and_the_total(
         ("Espresso Machine Deluxe", 1, 99999),
         ("Wool Socks (3-pack)", 3, 1999),
     ]
-    data = {
+    data: dict[str, Any] = {
         "order_id": str(uuid.uuid4()),
         "items": [
             {

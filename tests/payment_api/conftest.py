@@ -220,7 +220,7 @@ def start_payments(
         oauth_client_secret=CLIENT_SECRET,
         outbox_poll_seconds="0.2",
         database_pool_max="10",
-        **settings,
+        extra=settings,
     )
     return Payments(service, database_url, log_dir / "payment-api.log")
 
