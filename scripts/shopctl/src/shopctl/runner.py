@@ -51,6 +51,7 @@ def local_secrets(state: Path) -> dict[str, object]:
         "clients": {s.name: secrets.token_urlsafe(32) for s in SERVICES},
         "key_encryption_key": secrets.token_urlsafe(32),
         "admin_password": secrets.token_urlsafe(18),
+        "order_fingerprint_key": secrets.token_urlsafe(32),
     }
     data: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
     if set(wanted) <= set(data):
@@ -88,6 +89,8 @@ def service_env(
         env[f"{p}KEY_ENCRYPTION_KEY"] = str(state_secrets["key_encryption_key"])
         env[f"{p}SEED_ADMIN_EMAIL"] = ADMIN_EMAIL
         env[f"{p}SEED_ADMIN_PASSWORD"] = str(state_secrets["admin_password"])
+    if service.name == "order-mgmt":
+        env[f"{p}FINGERPRINT_KEY"] = str(state_secrets["order_fingerprint_key"])
     if service.name == "notify-hub":
         env[f"{p}SMTP_HOST"] = "127.0.0.1"
         env[f"{p}SMTP_PORT"] = str(smtp_port)
