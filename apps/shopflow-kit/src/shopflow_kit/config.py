@@ -29,7 +29,10 @@ class ConfigError(RuntimeError):
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHOPFLOW_", extra="ignore")
+    # Settings hold secrets: a validation error names the setting, never its value.
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPFLOW_", extra="ignore", hide_input_in_errors=True
+    )
 
     service_name: str
     database_name: str

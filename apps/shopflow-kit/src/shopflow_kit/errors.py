@@ -13,6 +13,8 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 from tortoise.exceptions import DoesNotExist, IntegrityError
 
+from shopflow_kit.redaction import redact
+
 log = logging.getLogger("shopflow.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -40,6 +42,30 @@ class Problem(SanicException):
         self.extra = dict(extra or {})
 
 
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str = "about:blank",
+    errors: Sequence[Mapping[str, str]] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The RFC 9457 body; for answers that are stored before they are sent (idempotency)."""
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    body.update(extra or {})
+    # An error body never echoes card data, whatever a handler put into it.
+    redacted: dict[str, Any] = redact(body)
+    return redacted
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -50,15 +76,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> HTTPResponse:
-    body: dict[str, Any] = {
-        "type": type_,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if errors is not None:
-        body["errors"] = list(errors)
-    body.update(extra or {})
+    body = problem_body(status, detail, title=title, type_=type_, errors=errors, extra=extra)
     return json(body, status=status, headers=dict(headers or {}), content_type=PROBLEM_JSON)
 
 

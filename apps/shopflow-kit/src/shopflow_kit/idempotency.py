@@ -6,8 +6,9 @@ Two ways to hold a key:
   inserted in the same transaction as the work. A concurrent duplicate's
   ``INSERT ... ON CONFLICT DO NOTHING`` waits on the unique index until the
   first transaction ends, then reads the stored response, so the work runs once
-  with no check-then-act race. If the work fails, the transaction rolls back and
-  the key is free again: nothing is half-written.
+  with no check-then-act race (or, with ``conflict_in_flight``, gets 409 at
+  once). If the work fails, the transaction rolls back and the key is free
+  again: nothing is half-written.
 - :func:`claim` / :func:`complete` / :func:`release` for work that commits as
   it goes and calls other services (order-mgmt's checkout saga). The claim is
   committed at once with a lease (held in ``expires_at`` until the response is
@@ -75,6 +76,9 @@ def validate_key(key: str | None) -> str:
     return key
 
 
+# Held for the key's transaction: a second request with the same key sees it taken.
+_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked"
+
 _INSERT = (
     "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
@@ -90,7 +94,7 @@ def mismatch() -> Problem:
     )
 
 
-def _in_flight(retry_after: int) -> Problem:
+def _in_flight(retry_after: int = 1) -> Problem:
     return Problem(
         409,
         f"a request with this {HEADER} is still in progress; retry",
@@ -99,14 +103,29 @@ def _in_flight(retry_after: int) -> Problem:
 
 
 async def run_once(
-    scope: str, key: str, request_fingerprint: str, work: Work, *, ttl: timedelta = TTL
+    scope: str,
+    key: str,
+    request_fingerprint: str,
+    work: Work,
+    *,
+    ttl: timedelta = TTL,
+    conflict_in_flight: bool = False,
 ) -> StoredResponse:
     """Run ``work`` once per (scope, key); replay its stored result afterwards.
 
     ``work`` returns ``(status, body)`` and runs inside the key's transaction.
     If it raises, nothing is stored and the key can be used again.
+
+    A duplicate that arrives while the first request is still running waits for
+    it and replays its result; with ``conflict_in_flight`` it is answered 409
+    with ``Retry-After`` at once instead (Stripe's behaviour), so no connection
+    or worker is held by a waiting duplicate.
     """
     async with in_transaction() as conn:
+        if conflict_in_flight:
+            locked = await conn.execute_query_dict(_TRY_LOCK, [f"{scope}\n{key}"])
+            if not locked[0]["locked"]:
+                raise _in_flight()
         for _ in range(3):
             now = datetime.now(UTC)
             # execute_query_dict fetches; Tortoise's execute_query drops RETURNING rows.
@@ -128,9 +147,7 @@ async def run_once(
             if record.fingerprint != request_fingerprint:
                 raise mismatch()
             return StoredResponse(record.status_code or 200, record.response, replayed=True)
-    raise Problem(
-        409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"}
-    )
+    raise _in_flight()
 
 
 async def claim(
@@ -205,11 +222,25 @@ def stored_json(stored: StoredResponse) -> HTTPResponse:
     return response
 
 
-async def idempotent_response(request: Request, scope: str, work: Work) -> HTTPResponse:
-    """Sanic helper: read the header, fingerprint the request, run once, answer."""
+async def idempotent_response(
+    request: Request,
+    scope: str,
+    work: Work,
+    *,
+    fingerprint_key: bytes | None = None,
+    conflict_in_flight: bool = False,
+) -> HTTPResponse:
+    """Sanic helper: read the header, fingerprint the request, run once, answer.
+
+    A replay carries ``Idempotent-Replayed: true``. ``fingerprint_key`` and
+    ``conflict_in_flight`` are passed on (see :func:`fingerprint`, :func:`run_once`).
+    """
     key = validate_key(request.headers.get(HEADER))
+    request_fingerprint = fingerprint(
+        request.method, request.path, request.body, key=fingerprint_key
+    )
     stored = await run_once(
-        scope, key, fingerprint(request.method, request.path, request.body), work
+        scope, key, request_fingerprint, work, conflict_in_flight=conflict_in_flight
     )
     return stored_json(stored)
 

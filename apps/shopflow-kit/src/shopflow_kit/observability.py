@@ -20,6 +20,7 @@ from sanic.response import BaseHTTPResponse
 from tortoise import connections
 
 from shopflow_kit.errors import problem_response
+from shopflow_kit.redaction import redact, scrub_card_numbers
 
 REQUEST_ID = "x-request-id"
 # A caller's id is kept only if it is short and plain, so logs cannot be forged.
@@ -48,7 +49,9 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # Card data never reaches a log: card fields by name, card numbers by shape
+        # (again after serialisation, for values only ``default=str`` turns into text).
+        return scrub_card_numbers(json.dumps(redact(entry), default=str))
 
 
 def configure_logging(service: str, level: str) -> None:

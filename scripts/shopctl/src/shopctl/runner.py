@@ -52,6 +52,7 @@ def local_secrets(state: Path) -> dict[str, object]:
         "key_encryption_key": secrets.token_urlsafe(32),
         "admin_password": secrets.token_urlsafe(18),
         "order_fingerprint_key": secrets.token_urlsafe(32),
+        "card_fingerprint_key": secrets.token_urlsafe(48),
     }
     data: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
     if set(wanted) <= set(data):
@@ -91,6 +92,8 @@ def service_env(
         env[f"{p}SEED_ADMIN_PASSWORD"] = str(state_secrets["admin_password"])
     if service.name == "order-mgmt":
         env[f"{p}FINGERPRINT_KEY"] = str(state_secrets["order_fingerprint_key"])
+    if service.name == "payment-api":
+        env[f"{p}CARD_FINGERPRINT_KEY"] = str(state_secrets["card_fingerprint_key"])
     if service.name == "notify-hub":
         env[f"{p}SMTP_HOST"] = "127.0.0.1"
         env[f"{p}SMTP_PORT"] = str(smtp_port)
