@@ -9,26 +9,24 @@ public API is validated against the served ``/orders/openapi.json`` (openapi-cor
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from openapi_core import Config, OpenAPI
-from openapi_core.datatypes import RequestParameters
+from order_mgmt.config import SERVICE
 from shopctl.pg import create_database, drop_database
-from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 from tests.utils.issuer import ISSUER, TokenIssuer
 from tests.utils.live import LiveService, LoopbackHTTPServer
+from tests.utils.openapi import ResponseChecker
 from tests.utils.proxy import HoldingProxy
 from tests.utils.services import bearer, start
 
@@ -52,6 +50,7 @@ BASE_ORDER_SETTINGS = {
     "recovery_interval_seconds": "0.5",
     "database_pool_max": "10",
 }
+NEXT_YEAR = datetime.now(UTC).year + 1
 APPROVED = "4242424242424242"
 DECLINED = "4000000000000002"
 INSUFFICIENT_FUNDS = "4000000000009995"
@@ -67,8 +66,8 @@ ADDRESS = {
 
 def checkout_body(card: str = APPROVED) -> dict[str, Any]:
     return {
-        "payment": {"card_number": card, "exp_month": 12, "exp_year": 2099, "cvc": "123"},
-        "shipping_address": ADDRESS,
+        "payment": {"card_number": card, "exp_month": 12, "exp_year": NEXT_YEAR, "cvc": "123"},
+        "shipping_address": dict(ADDRESS),
     }
 
 
@@ -94,58 +93,6 @@ class EventReceiver:
 
     def of_type(self, type_: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == type_]
-
-
-# --- OpenAPI validation of every public response ---------------------------------------
-
-
-class _OpenAPIRequest:
-    def __init__(self, request: httpx.Request) -> None:
-        url = urlsplit(str(request.url))
-        self.host_url = f"{url.scheme}://{url.netloc}"
-        self.path = url.path
-        self.method = request.method.lower()
-        self.body = request.content or None
-        self.content_type = request.headers.get("content-type", "")
-        query: dict[str, list[str]] = {}
-        for key, value in httpx.QueryParams(url.query).multi_items():
-            query.setdefault(key, []).append(value)
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict([(k, v) for k, vs in query.items() for v in vs]),
-            header=Headers(dict(request.headers)),
-            cookie=ImmutableMultiDict(),
-        )
-
-
-class _OpenAPIResponse:
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.content_type = response.headers.get("content-type", "")
-        self.headers = Headers(dict(response.headers))
-        self.data = response.content
-
-
-PUBLIC = re.compile(r"^/(cart|orders)(/|$)")
-
-
-class SpecValidator:
-    """Checks each public response against the document order-mgmt serves."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        # Problem bodies are JSON too; openapi-core only knows application/json by name.
-        config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
-        self.openapi = OpenAPI.from_dict(spec, config=config)
-        self.checked = 0
-
-    async def __call__(self, response: httpx.Response) -> None:
-        path = urlsplit(str(response.request.url)).path
-        if not PUBLIC.match(path) or path.endswith("/openapi.json"):
-            return
-        await response.aread()
-        self.openapi.validate_response(
-            _OpenAPIRequest(response.request), _OpenAPIResponse(response)
-        )
-        self.checked += 1
 
 
 # --- the processes ---------------------------------------------------------------------
@@ -191,7 +138,10 @@ class Shop:
 
     def start_orders(self, *, migrate: bool = True, **overrides: str) -> LiveService:
         """(Re)start order-mgmt on its database and port; ``overrides`` apply to this run only."""
-        port = int(self.orders.base_url.rsplit(":", 1)[1]) if self.orders else None
+        port = None
+        if self.orders is not None:
+            self.orders.stop()  # no-op if it already died
+            port = int(self.orders.base_url.rsplit(":", 1)[1])
         self.orders = start(
             "order-mgmt",
             self.databases["orders"],
@@ -354,6 +304,7 @@ def start_payments(shop: Shop, *, port: int | None = None, migrate: bool = True)
         notify_hub_url=shop.receiver.server.url,
         oauth_client_id="payment-api",
         oauth_client_secret=PAYMENT_SECRET,
+        card_fingerprint_key="payment-api-test-card-fingerprint-key-0123456789",
         database_pool_max="10",
     )
 
@@ -422,8 +373,8 @@ async def spec(shop: Shop) -> dict[str, Any]:
 async def api(shop: Shop, spec: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     """A client of order-mgmt's public API whose every response is checked against the spec."""
     assert shop.orders is not None
-    validator = SpecValidator(spec)
+    checker = ResponseChecker(spec, SERVICE.prefixes)
     async with httpx.AsyncClient(
-        base_url=shop.orders.base_url, timeout=60, event_hooks={"response": [validator]}
+        base_url=shop.orders.base_url, timeout=60, event_hooks={"response": [checker.hook]}
     ) as http:
         yield http

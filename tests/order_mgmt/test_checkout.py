@@ -174,7 +174,8 @@ async def test_invalid_bodies_are_422_and_never_echo_the_card(
 
 async def test_an_empty_cart_is_409(api: httpx.AsyncClient, shop: Shop) -> None:
     response = await checkout(api, shop.shopper())
-    assert response.status_code == 409 and response.json()["title"] == "Cart empty"
+    assert response.status_code == 409, response.text
+    assert response.json()["title"] == "Cart empty"
 
 
 async def test_a_key_in_flight_is_409_with_retry_after(api: httpx.AsyncClient, shop: Shop) -> None:

@@ -10,6 +10,7 @@ taken for exactly the confirmed orders.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ from tests.order_mgmt.conftest import (
     eventually,
     fill_cart,
 )
+from tests.utils.services import start
 
 ORDER_SETTINGS = {
     "catalog_timeout_seconds": "3",
@@ -35,7 +37,7 @@ ORDER_SETTINGS = {
     "recovery_interval_seconds": "0.3",
 }
 STOCK, BOUGHT = 5, 2
-FINAL = {"confirmed", "payment_failed", "rejected", "cancelled"}
+FINAL = frozenset({"confirmed", "payment_failed", "rejected", "cancelled"})
 
 
 async def crash_during(shop: Shop, call: Any, **crash: str) -> None:
@@ -50,10 +52,14 @@ async def crash_during(shop: Shop, call: Any, **crash: str) -> None:
     shop.start_orders(migrate=False)
 
 
-async def settled_order(api: httpx.AsyncClient, me: Shopper) -> dict[str, Any]:
+async def settled_order(
+    api: httpx.AsyncClient, me: Shopper, ends: frozenset[str] = FINAL
+) -> dict[str, Any]:
+    """The shopper's (only) order once its status is one of ``ends``."""
+
     async def final() -> dict[str, Any] | None:
         orders = (await api.get("/orders", headers=me)).json()["items"]
-        return orders[0] if orders and orders[0]["status"] in FINAL else None
+        return orders[0] if orders and orders[0]["status"] in ends else None
 
     order: dict[str, Any] = await eventually(final)
     return order
@@ -118,8 +124,10 @@ async def test_a_checkout_killed_at_a_step_boundary_finishes(
 
 
 async def _unless_in_flight(response: Any) -> httpx.Response | None:
+    """The answer, unless it says "still in progress, retry" (a final 409 has no Retry-After)."""
     answered: httpx.Response = await response
-    return None if answered.status_code == 409 else answered
+    in_flight = answered.status_code == 409 and "retry-after" in answered.headers
+    return None if in_flight else answered
 
 
 @pytest.mark.parametrize(
@@ -140,8 +148,8 @@ async def test_a_cancellation_killed_at_a_step_boundary_finishes(
     order = (await checkout(api, me)).json()
     assert order["status"] == "confirmed"
     await crash_during(shop, lambda: api.post(f"/orders/{order['id']}/cancel", headers=me), **crash)
-    settled = await settled_order(api, me)
-    assert settled["status"] == "cancelled"
+    # A cancellation under way still reads "confirmed"; only "cancelled" ends it.
+    settled = await settled_order(api, me, frozenset({"cancelled"}))
     await assert_books_balance(shop, settled, product)
     [payment] = await shop.payments_for(order["id"])
     assert payment["status"] == "refunded"
@@ -180,3 +188,53 @@ async def test_a_reservation_that_lapsed_while_down_is_refunded_and_rejected(
     await assert_books_balance(shop, order, product)
     retry = await eventually(lambda: _unless_in_flight(checkout(api, me, key)), within=60, every=1)
     assert retry.status_code == 409 and retry.json()["title"] == "Reservation expired"
+
+
+async def test_orders_caught_mid_flight_are_finished_by_two_replicas(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """Many checkouts at once; the process dies under them; two replicas share the recovery."""
+    product = await shop.product(stock=20)
+    shoppers = [shop.shopper() for _ in range(12)]
+    for who in shoppers:
+        await fill_cart(api, who, (product, 1))
+    shop.start_orders(migrate=False, test_sigkill_after_step="charged")
+    assert shop.orders is not None
+    results = await asyncio.gather(
+        *(checkout(api, who) for who in shoppers), return_exceptions=True
+    )
+    assert any(isinstance(r, httpx.TransportError) for r in results)
+    assert shop.orders.child.process is not None
+    assert shop.orders.child.process.wait(30) == -signal.SIGKILL
+    orders = [o for who in shoppers for o in await shop.orders_of(who)]
+    assert any(o["step"] not in FINAL for o in orders)  # some were caught half-way
+    # Two replicas on the same database, each running the recovery loop (SKIP LOCKED).
+    shop.start_orders(migrate=False)
+    second = start(
+        "order-mgmt", shop.databases["orders"], shop.log_dir, migrate=False, **shop.order_env()
+    )
+    try:
+
+        async def all_final() -> bool:
+            steps = await shop.query(
+                "orders",
+                "SELECT step FROM orders WHERE id = ANY($1::uuid[])",
+                [o["id"] for o in orders],
+            )
+            return all(r["step"] in FINAL for r in steps)
+
+        await eventually(all_final, within=120)
+    finally:
+        second.stop()
+    rows = await shop.query(
+        "orders",
+        "SELECT id, step FROM orders WHERE id = ANY($1::uuid[])",
+        [o["id"] for o in orders],
+    )
+    confirmed = {str(r["id"]) for r in rows if r["step"] == "confirmed"}
+    assert await shop.physical_stock(product["id"]) == 20 - len(confirmed)
+    assert await shop.available(product["id"]) == 20 - len(confirmed)
+    ours = {str(r["id"]) for r in rows}
+    assert (await shop.captured_orders()) & ours == confirmed
+    events = [e for e in await shop.outbox("order.confirmed") if e["data"]["order_id"] in ours]
+    assert sorted(e["data"]["order_id"] for e in events) == sorted(confirmed)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -68,7 +69,9 @@ class ResponseChecker:
     """Validates responses to documented paths; every check is counted."""
 
     def __init__(self, document: dict[str, Any], prefixes: tuple[str, ...]) -> None:
-        self.openapi = OpenAPI.from_dict(document)
+        # Problem bodies are JSON too; openapi-core only knows application/json by name.
+        config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+        self.openapi = OpenAPI.from_dict(document, config=config)
         self.prefixes = prefixes
         self.checked = 0
 

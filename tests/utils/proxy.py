@@ -62,6 +62,10 @@ class HoldingProxy:
             await asyncio.gather(
                 self._pump(reader, up_writer, count=True), self._pump(up_reader, writer)
             )
+        except asyncio.CancelledError:
+            # Stopped: end quietly (asyncio's stream callback chokes on a cancelled task).
+            for stream in (writer, up_writer):
+                stream.close()
         finally:
             self._tasks.discard(task)
 

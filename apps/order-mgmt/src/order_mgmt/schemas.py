@@ -25,6 +25,11 @@ class CartLineIn(Strict):
     quantity: Annotated[StrictInt, Field(ge=1, le=99)]
 
 
+#: Cards are issued for about 10 years; payment-api refuses more than 20 ahead, and so
+#: does checkout, before any stock is reserved.
+MAX_YEARS_AHEAD = 20
+
+
 def luhn_ok(number: str) -> bool:
     total = 0
     for index, char in enumerate(reversed(number)):
@@ -67,6 +72,8 @@ class PaymentIn(Strict):
         now = datetime.now(UTC)
         if year < now.year or (year == now.year and month is not None and month < now.month):
             raise ValueError("the card has expired")
+        if year > now.year + MAX_YEARS_AHEAD:
+            raise ValueError(f"the expiry year is more than {MAX_YEARS_AHEAD} years ahead")
         return year
 
 
