@@ -304,3 +304,36 @@ async def test_no_card_number_is_stored_or_logged(api: httpx.AsyncClient, shop: 
     assert card not in dump[0]["everything"] and "4242424242424242" not in dump[0]["everything"]
     logs = (shop.log_dir / "order-mgmt.log").read_text()
     assert card not in logs and APPROVED not in logs
+
+
+async def test_calls_carry_the_request_id_and_reuse_one_token(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    def call_tokens() -> int:
+        return sum(1 for client, scope in shop.issuer.issued if "payments:charge" in scope)
+
+    request_ids = []
+    tokens_before = None
+    for _ in range(5):
+        if request_ids and tokens_before is None:
+            tokens_before = call_tokens()  # after the first checkout: a token is cached
+        me = shop.shopper()
+        product = await shop.product(stock=2)
+        await fill_cart(api, me, (product, 1))
+        request_id = f"rid-{uuid.uuid4().hex}"
+        response = await api.post(
+            "/orders",
+            json=checkout_body(),
+            headers={**me, "Idempotency-Key": str(uuid.uuid4()), "x-request-id": request_id},
+        )
+        assert response.status_code == 201 and response.headers["x-request-id"] == request_id
+        request_ids.append(request_id)
+    # Four more checkouts call catalog-api and payment-api a dozen times with the
+    # cached service token (one more at most, if it came near expiry meanwhile).
+    assert tokens_before is not None and tokens_before >= 1
+    assert call_tokens() - tokens_before <= 1
+    catalog_log = (shop.log_dir / "catalog-api.log").read_text()
+    payment_log = (shop.log_dir / "payment-api.log").read_text()
+    for request_id in request_ids:
+        assert catalog_log.count(request_id) >= 3  # prices, reserve, commit
+        assert payment_log.count(request_id) >= 1  # charge

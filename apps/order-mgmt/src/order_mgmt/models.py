@@ -6,6 +6,8 @@ migration 0002 as SQL: Tortoise does not model them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -56,16 +58,16 @@ class Order(Model):
     request_fingerprint = fields.CharField(max_length=64)
     step = fields.CharEnumField(Step, max_length=16)
     #: The price snapshot: ``[{product_id, name, unit_price_cents, quantity}]``.
-    items: fields.Field[list[dict[str, object]]] = fields.JSONField()
+    items: fields.Field[list[dict[str, Any]]] = fields.JSONField()
     total_cents = fields.BigIntField()
     currency = fields.CharField(max_length=3)
-    shipping_address: fields.Field[dict[str, object]] = fields.JSONField()
+    shipping_address: fields.Field[dict[str, Any]] = fields.JSONField()
     payment_id = fields.UUIDField(null=True)
     charge_attempts = fields.IntField(default=0)
     reservation_expires_at = fields.DatetimeField(null=True)
     failure_reason = fields.CharEnumField(FailureReason, max_length=32, null=True)
     decline_code = fields.CharField(max_length=64, null=True)
-    short_items: fields.Field[list[dict[str, object]]] = fields.JSONField(null=True)
+    short_items: fields.Field[list[dict[str, Any]]] = fields.JSONField(null=True)
     #: The worker (a request or a recovery round) driving the saga, until ``lease_until``.
     #: NULL with a future ``lease_until``: parked after a 503, waiting for a retry.
     lease_owner = fields.UUIDField(null=True)

@@ -106,10 +106,13 @@ def _uuid_or_404(value: str, detail: str) -> uuid.UUID:
 
 
 def unavailable(exc: DependencyUnavailable, settings: Settings, retry: str) -> Problem:
+    what = (
+        "the order is taking longer than usual"
+        if exc.service == settings.service_name
+        else f"{exc.service} is unavailable right now"
+    )
     return Problem(
-        503,
-        f"{exc.service} is unavailable right now; {retry}",
-        headers={"Retry-After": str(settings.retry_after_seconds)},
+        503, f"{what}; {retry}", headers={"Retry-After": str(settings.retry_after_seconds)}
     )
 
 
@@ -401,14 +404,14 @@ class SagaRunner:
         if action == Action.CHARGE:
             budget += charge_backoff(saga.charge_attempts, self.settings.charge_backoff_seconds)
         if time.monotonic() + budget > self.deadline:
-            raise DependencyUnavailable("order-mgmt", "the checkout ran out of time")
+            raise DependencyUnavailable(self.settings.service_name, "out of time for this request")
 
     async def _perform(self, action: Action, saga: Saga) -> Event:
         order, catalog, payments = self.order, self.deps.clients.catalog, self.deps.clients.payments
         rid = self.request_id
         match action:
             case Action.RESERVE:
-                lines = [(str(i["product_id"]), int(str(i["quantity"]))) for i in order.items]
+                lines = [(str(i["product_id"]), int(i["quantity"])) for i in order.items]
                 return await catalog.reserve(
                     order.id, lines, self.settings.reservation_ttl_seconds, rid
                 )
