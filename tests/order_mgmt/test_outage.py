@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.order_mgmt.conftest import Shop, checkout, eventually, fill_cart
 
@@ -91,3 +92,36 @@ async def _finished(response: object) -> httpx.Response | None:
     answered: httpx.Response = await response  # type: ignore[misc]
     # 409: payment-api is still working on the late attempt; 503: so is order-mgmt's call.
     return None if answered.status_code in (409, 503) else answered
+
+
+async def test_a_shopper_who_hangs_up_leaves_the_order_to_their_retry(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    me = shop.shopper()
+    product = await shop.product(stock=5)
+    await fill_cart(api, me, (product, 1))
+    key = f"k-{uuid.uuid4()}"
+    assert shop.payment_line is not None and shop.orders is not None
+    shop.payment_line.hold()
+    try:
+        async with httpx.AsyncClient(base_url=shop.orders.base_url, timeout=1) as impatient:
+            with pytest.raises(httpx.ReadTimeout):
+                await checkout(impatient, me, key)
+
+        async def parked() -> bool:
+            rows = await shop.query(
+                "orders",
+                "SELECT lease_owner FROM orders WHERE customer_id = $1",
+                uuid.UUID(me.id),
+            )
+            return bool(rows) and rows[0]["lease_owner"] is None
+
+        # Sanic cancels the handler when its client goes; the order is let go at once
+        # (recovery is 10 minutes away here), so the retry need not wait for a lease.
+        await eventually(parked)
+    finally:
+        shop.payment_line.let_go()
+    done = await eventually(lambda: _finished(checkout(api, me, key)), within=60, every=0.5)
+    assert done.status_code == 201
+    [row] = await shop.orders_of(me)
+    assert [p["status"] for p in await shop.payments_for(str(row["id"]))] == ["captured"]

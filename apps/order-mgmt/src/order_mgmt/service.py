@@ -381,6 +381,10 @@ class SagaRunner:
             try:
                 self._check_deadline(action, saga)
                 event = await self._perform(action, saga)
+            except asyncio.CancelledError:
+                # The caller went away (Sanic cancels the handler): let a retry take over now.
+                await asyncio.shield(self._park())
+                raise
             except DependencyUnavailable as exc:
                 log.warning(
                     "checkout step postponed",
