@@ -13,13 +13,14 @@ PYTEST_ARGS ?=
 
 ENV ?= prod
 
-.PHONY: help setup up test check bench policy
+.PHONY: help setup up test check bench load policy
 
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
-	@echo "make check  ruff, format check, mypy, import layering and hadolint"
-	@echo "make bench  benchmarks that print side-by-side ratios"
+	@echo "make check  ruff, format, mypy, import layering, hadolint, zizmor and actionlint"
+	@echo "make bench  benchmarks that print side-by-side ratios (wrk)"
+	@echo "make load   a Locust shopper mix through the gateway, bounded in time"
 	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
 
@@ -41,10 +42,14 @@ check: setup
 	$(VENV)/lint-imports --no-cache
 	$(VENV)/shopctl dockerfiles --check
 	$(VENV)/hadolint apps/*/Dockerfile
+	$(VENV)/zizmor --offline --quiet .github/workflows .github/dependabot.yml
+	@$(VENV)/python -m shopctl.workflow_lint
 
 bench: setup
-	@$(VENV)/python -m tests.load.bench_login
-	@$(VENV)/python -m tests.load.bench_catalog
+	@$(VENV)/python -m tests.load.bench $(BENCH_ARGS)
+
+load: setup
+	@$(VENV)/python -m tests.load.shopper $(LOAD_ARGS)
 
 policy: setup
 	@$(VENV)/shopctl policy --env $(ENV)

@@ -11,6 +11,7 @@ import pytest_asyncio
 from auth_service.config import MODELS, Settings
 from shopflow_kit.db import migrate
 
+from tests.utils.contract import contract_client
 from tests.utils.live import LiveService, start_service
 
 KEK = "test-key-encryption-key-0123456789abcdef"
@@ -48,5 +49,5 @@ async def auth(
 
 @pytest_asyncio.fixture
 async def client(auth: LiveService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=auth.base_url, timeout=20) as http:
+    async with await contract_client(auth.base_url, "/auth/openapi.json", timeout=20) as http:
         yield http

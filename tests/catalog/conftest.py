@@ -12,6 +12,7 @@ import pytest_asyncio
 from catalog_api.config import MODELS, Settings
 from shopflow_kit.db import migrate
 
+from tests.utils.contract import contract_client
 from tests.utils.issuer import ISSUER, TokenIssuer
 from tests.utils.live import LiveService, start_service
 
@@ -50,7 +51,9 @@ async def catalog(
 
 @pytest_asyncio.fixture
 async def client(catalog: LiveService) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=catalog.base_url, timeout=30) as http:
+    async with await contract_client(
+        catalog.base_url, "/products/openapi.json", timeout=30
+    ) as http:
         yield http
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,18 @@ ENVS = ("dev", "staging", "prod")
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, EnvironmentRender]:
     return {env: asyncio.run(render_environment(ROOT, env)) for env in ENVS}
+
+
+def shopctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`shopctl ARGS` run in ``repo``, as a separate process."""
+    return subprocess.run(
+        [sys.executable, "-m", "shopctl", *args],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        check=False,
+        timeout=300,
+    )
 
 
 def git(repo: Path, *args: str) -> str:

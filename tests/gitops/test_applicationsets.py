@@ -52,6 +52,7 @@ def test_service_applications_match_argo_semantics(apps: dict[str, dict], env: s
         assert helm["releaseName"] == service
         assert helm["valueFiles"] == [
             f"$values/environments/_variants/{env_file['tier']}/values.yaml",
+            f"$values/environments/{env}/values.yaml",
             f"$values/environments/{env}/{chart}/values.yaml",
             f"$values/environments/{env}/{chart}/version.yaml",
         ]
@@ -69,12 +70,14 @@ def test_service_applications_match_argo_semantics(apps: dict[str, dict], env: s
 
 
 def test_istio_is_pinned_to_1_27(apps: dict[str, dict]) -> None:
-    for name, app in apps.items():
-        if "-istio-" in name:
-            source = app["spec"]["source"]
-            assert source["repoURL"] == "https://istio-release.storage.googleapis.com/charts"
-            assert source["targetRevision"].startswith("1.27.")
-            assert app["spec"]["destination"]["namespace"] == "istio-system"
+    istio = {name: app for name, app in apps.items() if "-istio-" in name}
+    # base, istiod and the gateway on each of the two clusters.
+    assert len(istio) == 6, sorted(istio)
+    for app in istio.values():
+        source = app["spec"]["source"]
+        assert source["repoURL"] == "https://istio-release.storage.googleapis.com/charts"
+        assert source["targetRevision"].startswith("1.27.")
+        assert app["spec"]["destination"]["namespace"] == "istio-system"
 
 
 def services_appset() -> dict:

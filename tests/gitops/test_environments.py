@@ -167,3 +167,26 @@ def test_render_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     )
     assert unknown.returncode == 1 and "unknown environment 'qa'" in unknown.stderr
     assert re.search(r"environments: dev, prod, staging", unknown.stderr)
+
+
+def test_the_mesh_trusts_the_issuer_the_services_use(
+    rendered: dict[str, EnvironmentRender],
+) -> None:
+    """The issuer is written once per environment for the services and once for the mesh."""
+    for env in ENVS:
+        issuers = {
+            value
+            for cm in objects(rendered[env], "ConfigMap")
+            for key, value in cm["data"].items()
+            if key.endswith("_JWT_ISSUER")
+        }
+        mesh = {
+            rule["issuer"]
+            for ra in objects(rendered[env], "RequestAuthentication")
+            for rule in ra["spec"]["jwtRules"]
+        }
+        assert len(issuers) == 1, f"{env}: services disagree on the issuer: {issuers}"
+        assert mesh == issuers, (
+            f"{env}: environments/{env}/shopflow-mesh/values.yaml jwt.issuer {mesh} != "
+            f"environments/{env}/values.yaml config.jwtIssuer {issuers}"
+        )

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 from shopctl.validate import cross_references
 
-from tests.gitops.conftest import git
-
-
-def shopctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shopctl", *args],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-        check=False,
-        timeout=300,
-    )
+from tests.gitops.conftest import git, shopctl
 
 
 def test_broken_references_are_named() -> None:

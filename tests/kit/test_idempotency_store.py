@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -79,13 +80,35 @@ def test_fingerprint_treats_json_as_data() -> None:
     assert fingerprint("POST", "/x", b"\xff") != fingerprint("POST", "/x", b"\xfe")
 
 
+async def test_a_key_in_flight_can_be_answered_409_at_once(orm: None) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> tuple[int, object]:
+        started.set()
+        await release.wait()
+        return 201, {"n": 1}
+
+    first = asyncio.create_task(run_once("s", "flight", "fp", slow, conflict_in_flight=True))
+    await started.wait()
+    with pytest.raises(Problem) as raised:
+        await run_once("s", "flight", "fp", slow, conflict_in_flight=True)
+    assert raised.value.status_code == 409
+    assert raised.value.headers["Retry-After"] == "1"
+    release.set()
+    assert not (await first).replayed
+    again = await run_once("s", "flight", "fp", slow, conflict_in_flight=True)
+    assert again.replayed and again.body == {"n": 1} and again.status == 201
+
+
 def test_a_keyed_fingerprint_is_an_hmac() -> None:
-    body = b'{"card":"4242424242424242"}'
+    body = b'{"card":{"number":"4242424242424242"}}'
     plain = fingerprint("POST", "/x", body)
-    keyed = fingerprint("POST", "/x", body, key=b"k1")
+    keyed = fingerprint("POST", "/x", body, key=b"k" * 32)
     assert keyed != plain and len(keyed) == 64
-    assert keyed == fingerprint("POST", "/x", b'{ "card": "4242424242424242" }', key=b"k1")
-    assert keyed != fingerprint("POST", "/x", body, key=b"k2")
+    assert keyed == fingerprint(
+        "POST", "/x", b'{ "card": {"number": "4242424242424242"}}', key=b"k" * 32
+    )
+    assert keyed != fingerprint("POST", "/x", body, key=b"j" * 32)
 
 
 async def test_a_claim_replays_once_complete(orm: None) -> None:

@@ -21,12 +21,11 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from order_mgmt.config import SERVICE
 from shopctl.pg import create_database, drop_database
 
+from tests.utils.contract import Contract
 from tests.utils.issuer import ISSUER, TokenIssuer
 from tests.utils.live import LiveService, LoopbackHTTPServer
-from tests.utils.openapi import ResponseChecker
 from tests.utils.proxy import HoldingProxy
 from tests.utils.services import bearer, start
 
@@ -373,8 +372,8 @@ async def spec(shop: Shop) -> dict[str, Any]:
 async def api(shop: Shop, spec: dict[str, Any]) -> AsyncIterator[httpx.AsyncClient]:
     """A client of order-mgmt's public API whose every response is checked against the spec."""
     assert shop.orders is not None
-    checker = ResponseChecker(spec, SERVICE.prefixes)
+    contract = Contract(spec)
     async with httpx.AsyncClient(
-        base_url=shop.orders.base_url, timeout=60, event_hooks={"response": [checker.hook]}
+        base_url=shop.orders.base_url, timeout=60, event_hooks={"response": [contract.hook]}
     ) as http:
         yield http

@@ -26,9 +26,9 @@ import pytest
 import pytest_asyncio
 from shopctl.pg import POSTGRES_BIN_PATH
 
+from tests.utils.contract import Contract
 from tests.utils.issuer import ISSUER, TokenIssuer
 from tests.utils.live import LiveService, LoopbackHTTPServer
-from tests.utils.openapi import ResponseChecker
 from tests.utils.services import start
 
 CLIENT_SECRET = "payment-api-test-secret"
@@ -127,14 +127,18 @@ class EventSink:
         answer = {"id": envelope["id"], "status": "accepted"}
         return 202, {"content-type": "application/json"}, json.dumps(answer).encode()
 
-    async def wait_for(self, type_: str, timeout: float = 30) -> list[dict[str, Any]]:
-        """Envelopes of ``type_``, once at least one has arrived (the relay polls)."""
-        for _ in range(int(timeout / 0.1)):
-            found = [e for e in self.envelopes if e["type"] == type_]
+    async def wait_for(self, type_: str, **data: Any) -> list[dict[str, Any]]:
+        """Envelopes of ``type_`` whose data has ``data``, once one has arrived (the relay polls)."""
+        for _ in range(300):
+            found = [
+                e
+                for e in self.envelopes
+                if e["type"] == type_ and data.items() <= e["data"].items()
+            ]
             if found:
                 return found
             await asyncio.sleep(0.1)
-        raise AssertionError(f"no {type_} event reached the sink; got {self.envelopes}")
+        raise AssertionError(f"no {type_} {data} reached the sink; got {self.envelopes}")
 
 
 def pg_dump(database_url: str) -> str:
@@ -221,28 +225,36 @@ def start_payments(
     return Payments(service, database_url, log_dir / "payment-api.log")
 
 
+@pytest.fixture(scope="module")
+def payment_settings() -> dict[str, str]:
+    """Extra settings for this module's payment-api; a module may override it."""
+    return {}
+
+
 @pytest_asyncio.fixture(scope="module")
 async def payments(
     database_url: str,
     issuer: TokenIssuer,
     sink: EventSink,
+    payment_settings: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Payments]:
-    running = start_payments(database_url, issuer, sink, tmp_path_factory.mktemp("payment-logs"))
+    log_dir = tmp_path_factory.mktemp("payment-logs")
+    running = start_payments(database_url, issuer, sink, log_dir, **payment_settings)
     yield running
     running.service.stop()
     assert_no_card_data(database_url, running.log)
 
 
 @pytest_asyncio.fixture(scope="module")
-async def checker(payments: Payments) -> ResponseChecker:
+async def checker(payments: Payments) -> Contract:
     async with httpx.AsyncClient(base_url=payments.base_url) as http:
         document = (await http.get("/payments/openapi.json")).json()
-    return ResponseChecker(document, ("/payments",))
+    return Contract(document)
 
 
 @pytest_asyncio.fixture
-async def client(payments: Payments, checker: ResponseChecker) -> AsyncIterator[httpx.AsyncClient]:
+async def client(payments: Payments, checker: Contract) -> AsyncIterator[httpx.AsyncClient]:
     """Every response of the public API is checked against /payments/openapi.json."""
     async with httpx.AsyncClient(
         base_url=payments.base_url, timeout=60, event_hooks={"response": [checker.hook]}

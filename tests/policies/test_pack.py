@@ -40,7 +40,7 @@ def outcomes() -> dict[tuple[str, str], dict[str, set[str]]]:
     )
     reports = json.loads(result.stdout)
     found: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(
-        lambda: {"passed": set(), "failed": set()}
+        lambda: {"passed": set(), "failed": set(), "passed_files": set(), "failed_files": set()}
     )
     metadata: dict[str, tuple[str, str]] = {}
     for report in reports if isinstance(reports, list) else [reports]:
@@ -51,6 +51,7 @@ def outcomes() -> dict[tuple[str, str], dict[str, set[str]]]:
                 folder, kind = Path(check["file_path"]).parts[-3:-1]
                 if folder == check["check_id"]:
                     found[(folder, kind)][outcome].add(check["resource"])
+                    found[(folder, kind)][f"{outcome}_files"].add(Path(check["file_path"]).name)
                 metadata[check["check_id"]] = (
                     check.get("severity") or "",
                     check.get("guideline") or "",
@@ -60,7 +61,7 @@ def outcomes() -> dict[tuple[str, str], dict[str, set[str]]]:
 
 
 def test_there_is_a_policy_for_each_rule() -> None:
-    assert {f"CKV_SHOPFLOW_{n}" for n in range(1, 14)} <= set(POLICIES)
+    assert {f"CKV_SHOPFLOW_{n}" for n in range(1, 19)} <= set(POLICIES)
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -70,6 +71,12 @@ def test_policy_fails_bad_and_passes_good(outcomes: dict, policy: str) -> None:
     assert bad["failed"], f"{policy} found nothing wrong in its bad fixtures"
     bad_files = [p for p in (FIXTURES / policy / "bad").iterdir()]
     assert bad_files
+
+
+@pytest.mark.parametrize("policy", [f"CKV_SHOPFLOW_{n}" for n in range(14, 19)])
+def test_each_access_control_bad_fixture_fails_on_its_own(outcomes: dict, policy: str) -> None:
+    bad = outcomes[(policy, "bad")]
+    assert {p.name for p in (FIXTURES / policy / "bad").iterdir()} == bad["failed_files"]
 
 
 def test_every_policy_has_a_severity_and_a_guideline(outcomes: dict) -> None:

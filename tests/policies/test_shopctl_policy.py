@@ -38,6 +38,21 @@ def test_environments_pass_with_zero_findings(env: str, tmp_path: Path) -> None:
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["ok"] and [f for f in report["findings"] if not f["suppressed_by"]] == []
     assert report["passed"] > 1000
+    # checkov's built-in RBAC checks and the pack's access-control policies judged the
+    # rendered Roles, bindings, AppProjects and argocd-rbac-cm, and passed.
+    required = set(policy.load_config(ROOT)["requiredChecks"])
+    assert {"CKV_K8S_49", "CKV2_K8S_5", "CKV_SHOPFLOW_16"} <= required
+    assert required <= set(report["passed_checks"])
+
+
+def test_a_check_that_must_run_but_did_not_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = policy.load_config(ROOT)
+    config["requiredChecks"] = [*config["requiredChecks"], "CKV_SHOPFLOW_999"]
+    monkeypatch.setattr(policy, "load_config", lambda root: config)
+    with pytest.raises(policy.PolicyError, match="did not run: CKV_SHOPFLOW_999"):
+        policy.run(ROOT, env="dev", out=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +76,15 @@ def test_bad_manifests_fail_naming_each_object(bad_run: tuple) -> None:
     assert ("CKV_SHOPFLOW_6", "Secret.shopflow-rogue.plain-credentials") in named
     assert ("CKV_SHOPFLOW_8", "Application.argocd.rogue-app") in named
     assert ("CKV_SHOPFLOW_9", "AppProject.argocd.anything-goes") in named
+    # Access control: checkov's built-in RBAC checks and the pack, each by name.
+    assert ("CKV_SHOPFLOW_14", "ClusterRoleBinding.default.everyone-is-admin") in named
+    assert ("CKV_K8S_49", "Role.shopflow-rogue.anything-goes") in named  # wildcards
+    assert ("CKV_K8S_157", "Role.shopflow-rogue.escalator") in named  # bind
+    assert ("CKV_K8S_158", "Role.shopflow-rogue.escalator") in named  # escalate
+    assert ("CKV2_K8S_3", "RoleBinding.shopflow-rogue.impersonator") in named
+    assert ("CKV2_K8S_5", "RoleBinding.shopflow-rogue.secret-reader") in named
+    assert ("CKV_SHOPFLOW_15", "RoleBinding.shopflow-rogue.secret-reader") in named
+    assert ("CKV_SHOPFLOW_18", "Role.shopflow-rogue.secret-reader") in named
     assert "CRITICAL CKV_SHOPFLOW_1" in result.stdout
     assert "hunter2" not in result.stdout  # reports never echo secret values
 

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import yaml
-from shopctl.gateway import GatewayConfigError, RoutingTable, normalize_path
 from shopctl.pg import free_port
 from shopctl.procs import Child, wait_http
+from shopctl.virtualservice import GatewayConfigError, RoutingTable, normalize_path
 
 from tests.utils.live import LoopbackHTTPServer
 
@@ -319,17 +319,18 @@ async def test_headers_are_forwarded_with_request_id_and_forwarded_for(
     assert len(generated) == 32
 
 
-async def test_request_and_response_bodies_stream(http: httpx.AsyncClient) -> None:
+async def test_request_and_response_bodies_pass_intact(http: httpx.AsyncClient) -> None:
     chunk = b"0123456789abcdef" * 4096  # 64 KiB
 
     async def body() -> AsyncIterator[bytes]:
-        for _ in range(80):  # 5 MiB, sent chunked
+        for _ in range(16):  # exactly 1 MiB, the largest body allowed, sent chunked
             yield chunk
 
     response = await http.post("/stream/upload", content=body())
     echo = response.json()
-    assert echo["body_len"] == 80 * len(chunk)
-    assert echo["body_sha256"] == hashlib.sha256(chunk * 80).hexdigest()
+    assert echo["body_len"] == 16 * len(chunk)
+    assert echo["body_sha256"] == hashlib.sha256(chunk * 16).hexdigest()
+    assert echo["headers"]["content-length"] == str(16 * len(chunk))
     big = await http.get("/stream/big")
     assert len(big.content) == 3 * 1024 * 1024
 

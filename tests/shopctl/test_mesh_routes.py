@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from shopctl.gateway import RoutingTable
 from shopctl.helm import documents, mesh_virtual_service, template
+from shopctl.virtualservice import RoutingTable
 
 ROOT = Path(__file__).resolve().parents[2]
 

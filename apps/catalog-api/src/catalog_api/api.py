@@ -27,7 +27,11 @@ internal = Blueprint("catalog_internal", url_prefix="/internal")
 @operation(
     "Search and browse products",
     description="Full-text search over name and description (ranked), filters, sorts and "
-    "pagination. `stock_available` is real time: stock minus live reservations.",
+    "pagination. `stock_available` is real time: stock minus live reservations. `total` "
+    f"counts the matches exactly up to {service.EXACT_TOTAL_UP_TO:,}; above that it is "
+    f"PostgreSQL's estimate (at least {service.EXACT_TOTAL_UP_TO + 1:,}), as large shops "
+    'show "1,000+ results". A full-text search ranks its matches once per 5 seconds (the '
+    "responses' max-age); prices and `stock_available` are always read live.",
     responses={200: Page[ProductOut], 304: None},
     query=ProductQuery,
 )

@@ -16,3 +16,6 @@ class Settings(ServiceSettings):
     service_name: str = SERVICE.name
     database_name: str = SERVICE.database
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # Searches are the hot read: enough connections for both cores' worth of
+    # PostgreSQL work while requests queue in the app, not in the database.
+    database_pool_max: int = Field(default=10, ge=1, le=50)

@@ -12,12 +12,14 @@ import uuid
 from importlib import resources
 from typing import Any
 
+import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 from shopflow_kit.cli import OperationError
 
 from catalog_api.config import Settings
 from catalog_api.models import Category, Product
 from catalog_api.schemas import ProductIn, Slug
+from catalog_api.synthetic import generate_catalog
 
 
 class CategoryIn(BaseModel):
@@ -69,6 +71,25 @@ async def seed_catalog(catalog: SeedCatalog | None = None) -> tuple[int, int]:
     return len(catalog.categories), len(catalog.products)
 
 
+def seed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also add N synthetic products (catalog_api.synthetic), idempotently",
+    )
+
+
 async def seed(settings: Settings, args: argparse.Namespace) -> str:
+    if args.synthetic < 0:
+        raise OperationError("--synthetic must be 0 or more")
     categories, products = await seed_catalog()
-    return f"catalog-api: seeded {categories} categories, {products} products"
+    line = f"catalog-api: seeded {categories} categories, {products} products"
+    if args.synthetic:
+        try:
+            added = await generate_catalog(settings.resolved_database_url(), args.synthetic)
+        except asyncpg.PostgresError as exc:
+            raise OperationError(f"cannot write the synthetic catalog: {exc}") from None
+        line += f"; synthetic catalog of {args.synthetic} ({added} added)"
+    return line

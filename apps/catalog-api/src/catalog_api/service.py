@@ -6,11 +6,18 @@ the full-text rank are computed in the same query as the rows themselves.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from shopflow_kit.errors import Problem
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
@@ -18,6 +25,8 @@ from tortoise.transactions import in_transaction
 
 from catalog_api.models import Category, Product, Reservation, ReservationItem, ReservationStatus
 from catalog_api.schemas import ProductIn, ProductPatch, ProductQuery
+
+log = logging.getLogger("catalog.search")
 
 # Live reservations: held and not yet expired, whatever the sweeper has done so far.
 HELD = """
@@ -49,7 +58,7 @@ def _db() -> Any:
     return connections.get("default")
 
 
-def _public(row: dict[str, Any]) -> dict[str, Any]:
+def _public(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "sku": row["sku"],
@@ -65,6 +74,182 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 # --- reads ----------------------------------------------------------------------
 
+# Shoppers' searches are the hot read. They go to asyncpg directly (through
+# Tortoise's pool): asyncpg prepares each statement once per connection and
+# caches it, so repeated searches skip parsing and, once PostgreSQL settles on a
+# generic plan, planning too.
+HELD_FOR = """COALESCE((
+    SELECT SUM(ri.quantity) FROM reservation_items ri
+    JOIN reservations r ON r.id = ri.reservation_id
+    WHERE ri.product_id = p.id AND r.status = 'held' AND r.expires_at > now()), 0)"""
+PAGE_COLUMNS = f"""
+    p.id, p.sku, p.name, p.description, c.slug AS category, p.price_cents, p.currency,
+    p.stock - {HELD_FOR} AS stock_available, p.created_at
+"""
+#: ``total`` is counted exactly up to this many matches; beyond, it is
+#: PostgreSQL's estimate (documented in the OpenAPI description and docs/).
+EXACT_TOTAL_UP_TO = 1_000
+#: Ranked searches keep this many ids per query for ``RANKING_TTL`` seconds:
+#: page 50 of 20 stays a lookup by id.
+RANKED_IDS = 2_000
+#: As long as the responses' ``Cache-Control: max-age`` allows.
+RANKING_TTL = 5.0
+
+
+@dataclass
+class _Ranking:
+    ids: list[uuid.UUID]
+    total: int
+    expires: float
+
+
+class RankingCache:
+    """Ranked id lists of recent full-text searches, for at most ``RANKING_TTL`` seconds.
+
+    Ranking a broad query ("steel" in a 100,000-product catalog) means scoring
+    every match; a shop's searches repeat, so the order is computed once per
+    query and TTL, by one request while concurrent ones wait for it. Rows,
+    prices and ``stock_available`` are always read fresh, by id, in the page's
+    one statement. Admin writes and reservations clear the cache, so this
+    process never serves a membership older than its own last change.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[Any, ...], _Ranking] = OrderedDict()
+        self.pending: dict[tuple[Any, ...], asyncio.Future[_Ranking]] = {}
+        self.refreshing: set[asyncio.Task[_Ranking]] = set()
+        self.generation = 0
+        self.estimates: dict[tuple[Any, ...], tuple[int, float]] = {}
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.estimates.clear()
+        self.generation += 1  # a computation that started before a write is not kept
+
+    async def get(
+        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
+    ) -> _Ranking:
+        entry = self.entries.get(key)
+        if entry is not None:
+            self.entries.move_to_end(key)
+            if entry.expires <= time.monotonic() and key not in self.pending:
+                # Stale: one task recomputes it while requests keep the old order
+                # for that moment, so the expiry never stalls a busy query.
+                task = asyncio.ensure_future(self._compute(key, compute))
+                self.refreshing.add(task)
+                task.add_done_callback(self._refreshed)
+            return entry
+        waiting = self.pending.get(key)
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        return await self._compute(key, compute)
+
+    def _refreshed(self, task: asyncio.Task[_Ranking]) -> None:
+        self.refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("refreshing a search ranking failed", exc_info=task.exception())
+
+    async def _compute(
+        self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
+    ) -> _Ranking:
+        generation = self.generation
+        future: asyncio.Future[_Ranking] = asyncio.get_running_loop().create_future()
+        self.pending[key] = future
+        try:
+            entry = await compute()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            del self.pending[key]
+        future.set_result(entry)
+        if generation != self.generation:
+            return entry
+        self.entries[key] = entry
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
+RANKINGS = RankingCache()
+
+
+def _invalidate_rankings() -> None:
+    RANKINGS.clear()
+
+
+class SearchPool:
+    """asyncpg connections for the read-only search statements.
+
+    Its own pool, because asyncpg's default release runs ``RESET ALL`` and
+    friends: a second round trip per search, a third of its database time. The
+    search statements change no session state (no SET, no transaction, no
+    lock), so releasing a connection needs no reset.
+    """
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self, database_url: str, size: int) -> None:
+        self.pool = await asyncpg.create_pool(
+            database_url, min_size=1, max_size=size, reset=_keep_session
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset: see :class:`SearchPool`."""
+
+
+SEARCH_POOL = SearchPool()
+
+
+async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
+    pool = SEARCH_POOL.pool
+    if pool is None:  # not started by the app (a script, a test): Tortoise's pool
+        async with _db().acquire_connection() as conn:
+            found: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return found
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
+
+
+def _filters(query: ProductQuery, params: list[Any]) -> tuple[list[str], str]:
+    """WHERE conditions (on ``p`` and ``c``) and the rank expression for ``query``."""
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    where, rank = [], "0::real"
+    if query.q:
+        tsquery = f"websearch_to_tsquery('english', {param(query.q)})"
+        where.append(f"p.search @@ {tsquery}")
+        rank = f"ts_rank(p.search, {tsquery})"
+    if query.category:
+        # The id, not a join condition: the planner can then use the per-category indexes.
+        where.append(
+            f"p.category_id = (SELECT id FROM categories WHERE slug = {param(query.category)})"  # noqa: S608
+        )
+    if query.min_price_cents is not None:
+        where.append(f"p.price_cents >= {param(query.min_price_cents)}")
+    if query.max_price_cents is not None:
+        where.append(f"p.price_cents <= {param(query.max_price_cents)}")
+    if query.in_stock is not None:
+        where.append(f"p.stock - {HELD_FOR} {'>' if query.in_stock else '<='} 0")
+    return where, rank
+
+
+def _where(conditions: list[str]) -> str:
+    return "WHERE " + " AND ".join(conditions) if conditions else ""
+
 
 async def search_products(query: ProductQuery) -> tuple[list[dict[str, Any]], int]:
     if (
@@ -77,45 +262,89 @@ async def search_products(query: ProductQuery) -> tuple[list[dict[str, Any]], in
             "min_price_cents must not exceed max_price_cents",
             errors=[{"field": "min_price_cents", "message": "greater than max_price_cents"}],
         )
-    params: list[Any] = []
-
-    def param(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
-    where, rank = [], "0::real"
-    if query.q:
-        tsquery = f"websearch_to_tsquery('english', {param(query.q)})"
-        where.append(f"p.search @@ {tsquery}")
-        rank = f"ts_rank(p.search, {tsquery})"
-    if query.category:
-        where.append(f"c.slug = {param(query.category)}")
-    if query.min_price_cents is not None:
-        where.append(f"p.price_cents >= {param(query.min_price_cents)}")
-    if query.max_price_cents is not None:
-        where.append(f"p.price_cents <= {param(query.max_price_cents)}")
-    if query.in_stock is not None:
-        where.append(f"p.stock - COALESCE(h.quantity, 0) {'>' if query.in_stock else '<='} 0")
     sort = query.sort or ("relevance" if query.q else "newest")
     if sort == "relevance" and not query.q:
         sort = "newest"  # nothing to rank by
-    sql = f"""
-        SELECT {PRODUCT_COLUMNS}, {rank} AS rank, COUNT(*) OVER () AS total
-        FROM products p
-        JOIN categories c ON c.id = p.category_id
-        LEFT JOIN ({HELD}) h ON h.product_id = p.id
-        {"WHERE " + " AND ".join(where) if where else ""}
-        ORDER BY {ORDERINGS[sort]}
-        LIMIT {param(query.page_size)} OFFSET {param(query.offset)}
-    """  # noqa: S608 (every value is a bound parameter; only fixed fragments are joined)
-    rows = await _db().execute_query_dict(sql, params)
+    if query.q and query.offset + query.page_size <= RANKED_IDS:
+        return await _ranked_page(query, sort)
+    return await _page(query, sort)
+
+
+async def _ranked_page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], int]:
+    """A full-text page: the ranking from the cache (or computed), the rows fresh by id."""
+    key: tuple[Any, ...] = (query.q, query.category, query.min_price_cents)
+    key += (query.max_price_cents, query.in_stock, sort)
+
+    async def rank() -> _Ranking:
+        params: list[Any] = []
+        where, rank_expr = _filters(query, params)
+        rows = await _fetch(
+            f"""SELECT p.id, {rank_expr} AS rank, COUNT(*) OVER () AS total
+                FROM products p JOIN categories c ON c.id = p.category_id
+                {_where(where)}
+                ORDER BY {ORDERINGS[sort]} LIMIT {RANKED_IDS}""",  # noqa: S608
+            *params,
+        )
+        total = int(rows[0]["total"]) if rows else 0
+        return _Ranking([r["id"] for r in rows], total, time.monotonic() + RANKING_TTL)
+
+    ranking = await RANKINGS.get(key, rank)
+    ids = ranking.ids[query.offset : query.offset + query.page_size]
+    if not ids:
+        return [], ranking.total
+    rows = await _fetch(
+        f"""SELECT {PAGE_COLUMNS}
+            FROM unnest($1::uuid[]) WITH ORDINALITY AS page(id, n)
+            JOIN products p ON p.id = page.id JOIN categories c ON c.id = p.category_id
+            ORDER BY page.n""",  # noqa: S608
+        ids,
+    )
+    return [_public(r) for r in rows], ranking.total
+
+
+async def _page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], int]:
+    """A listing page and its total in one statement; the total counted up to a bound."""
+    params: list[Any] = []
+    where, rank = _filters(query, params)
+    matches = f"FROM products p JOIN categories c ON c.id = p.category_id {_where(where)}"
+    limit, offset = len(params) + 1, len(params) + 2
+    params += [query.page_size, query.offset]
+    rows = await _fetch(
+        f"""SELECT {PAGE_COLUMNS}, {rank} AS rank,
+                   (SELECT COUNT(*) FROM (SELECT 1 {matches} LIMIT {EXACT_TOTAL_UP_TO + 1}) b)
+                       AS total
+            {matches}
+            ORDER BY {ORDERINGS[sort]}
+            LIMIT ${limit} OFFSET ${offset}""",  # noqa: S608
+        *params,
+    )
     if rows:
-        return [_public(r) for r in rows], int(rows[0]["total"])
-    if query.page == 1:
-        return [], 0
-    count_query = query.model_copy(update={"page": 1, "page_size": 1})
-    _, total = await search_products(count_query)
-    return [], total
+        total = int(rows[0]["total"])
+    else:
+        counted = await _fetch(
+            f"SELECT COUNT(*) AS total FROM (SELECT 1 {matches} LIMIT {EXACT_TOTAL_UP_TO + 1}) b",  # noqa: S608
+            *params[:-2],
+        )
+        total = int(counted[0]["total"])
+    if total > EXACT_TOTAL_UP_TO:
+        total = max(total, await _estimate(f"SELECT 1 {matches}", params[:-2]))
+    return [_public(r) for r in rows], total
+
+
+async def _estimate(sql: str, params: list[Any]) -> int:
+    """PostgreSQL's own row estimate for ``sql``, as large shops show "1,000+" results."""
+    key = (sql, *params)
+    known = RANKINGS.estimates.get(key)
+    if known is not None and known[1] > time.monotonic():
+        return known[0]
+    rows = await _fetch(f"EXPLAIN (FORMAT JSON) {sql}", *params)
+    plan = rows[0][0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    estimate = int(plan[0]["Plan"]["Plan Rows"])
+    if len(RANKINGS.estimates) > RANKINGS.size:
+        RANKINGS.estimates.clear()
+    RANKINGS.estimates[key] = (estimate, time.monotonic() + RANKING_TTL)
+    return estimate
 
 
 async def get_product(product_id: str) -> dict[str, Any]:
@@ -186,6 +415,7 @@ async def create_product(body: ProductIn) -> dict[str, Any]:
             )
     except IntegrityError:
         raise Problem(409, f"a product with sku {body.sku} already exists") from None
+    _invalidate_rankings()
     return await get_product(str(product.id))
 
 
@@ -211,6 +441,7 @@ async def update_product(product_id: str, patch: ProductPatch) -> dict[str, Any]
             await product.update_from_dict(changes).save()
     except IntegrityError:
         raise Problem(409, f"a product with sku {changes.get('sku')} already exists") from None
+    _invalidate_rankings()
     return await get_product(product_id)
 
 
@@ -225,6 +456,7 @@ async def delete_product(product_id: str) -> None:
         if live:
             raise Problem(409, "the product has live reservations; release them first")
         await Product.filter(id=product_id).delete()
+    _invalidate_rankings()
 
 
 # --- reservations ----------------------------------------------------------------------
@@ -309,6 +541,7 @@ async def reserve(
                 for pid, qty in sorted(wanted.items())
             ]
             await ReservationItem.bulk_create(items)
+        _invalidate_rankings()  # in_stock searches see the held stock
     except IntegrityError:
         # The same order reserved concurrently and won: answer as a repeat.
         existing = await _existing(order_id, wanted)
@@ -342,6 +575,7 @@ async def commit(order_id: uuid.UUID) -> dict[str, Any]:
                 )
             reservation.status = ReservationStatus.COMMITTED
             await reservation.save(update_fields=["status", "updated_at"])
+            _invalidate_rankings()
             return _reservation_body(reservation, items)
         else:
             return _reservation_body(reservation, items)
@@ -361,6 +595,7 @@ async def release(order_id: uuid.UUID) -> dict[str, Any]:
         if reservation.status in (ReservationStatus.HELD, ReservationStatus.COMMITTED):
             reservation.status = ReservationStatus.RELEASED
             await reservation.save(update_fields=["status", "updated_at"])
+            _invalidate_rankings()
         return _reservation_body(reservation, items)
 
 

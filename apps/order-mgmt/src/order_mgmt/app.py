@@ -24,7 +24,14 @@ PURGE_INTERVAL_SECONDS = 600
 
 
 async def open_clients(app: Sanic[Any, Any]) -> None:
-    app.ctx.deps = service.Deps(app.ctx.settings, connect(app.ctx.settings))
+    settings: Settings = app.ctx.settings
+    if settings.fingerprint_key is None:
+        # Checked at start-up, not when the app is built: `python -m order_mgmt openapi`
+        # builds it without any secret.
+        raise ConfigError(
+            f"order-mgmt: set {settings.env_name('fingerprint_key')} (a random secret) to serve"
+        )
+    app.ctx.deps = service.Deps(settings, connect(settings))
 
 
 async def recovery_loop(app: Sanic[Any, Any]) -> None:
@@ -51,10 +58,6 @@ async def housekeeping(app: Sanic[Any, Any]) -> None:
 
 def create_app() -> Sanic[Any, Any]:
     settings = Settings()
-    if settings.fingerprint_key is None:
-        raise ConfigError(
-            f"order-mgmt: set {settings.env_name('fingerprint_key')} (a random secret) to serve"
-        )
     app = kit_create_app(
         SERVICE,
         settings,

@@ -13,10 +13,10 @@ from shopflow_kit import observability, openapi
 from shopflow_kit.config import ServiceSettings
 from shopflow_kit.db import close_db, init_db
 from shopflow_kit.errors import ProblemErrorHandler
+from shopflow_kit.limits import MAX_BODY_BYTES
 from shopflow_kit.registry import Service
 from shopflow_kit.security import JWKSCache, TokenVerifier
 
-MAX_BODY_BYTES = 1024 * 1024  # 1 MiB; larger bodies get 413
 BackgroundTask = Callable[[Sanic[Any, Any]], Awaitable[None]]
 
 

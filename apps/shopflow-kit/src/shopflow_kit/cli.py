@@ -3,8 +3,9 @@
 The same entry point serves ``shopctl`` locally (as a subprocess), the chart's
 migration Job and ``kubectl exec`` in the cluster, so an operation always runs
 inside the service's own image with the service's own settings. Every service
-gets ``migrate``; a service adds its own operations (``seed``, user-auth's
-``create-admin`` and ``rotate-keys``) as :class:`Operation` objects.
+gets ``migrate`` and ``openapi`` (prints its public document); a service adds
+its own operations (``seed``, user-auth's ``create-admin`` and ``rotate-keys``)
+as :class:`Operation` objects.
 
 Exit codes: 0 done, 1 the operation failed (the message says why), 2 a usage or
 configuration error.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +24,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shopflow_kit import openapi
 from shopflow_kit.config import ConfigError, ServiceSettings
 from shopflow_kit.db import close_db, init_db, migrate
+from shopflow_kit.registry import SERVICES
 
 
 class OperationError(RuntimeError):
@@ -56,6 +61,22 @@ def _migrate_operation(models: str | None) -> Operation:
     return Operation("migrate", "apply every pending migration", run, needs_database=False)
 
 
+def _openapi_operation(package: str) -> Operation:
+    async def run(settings: ServiceSettings, args: argparse.Namespace) -> str:
+        # The service's own app, built but not served: the document is what it would serve.
+        factory = importlib.import_module(f"{package}.app").create_app
+        service = next(s for s in SERVICES if s.package == package)
+        document = openapi.build(factory(), f"ShopFlow {service.name}", service.prefixes)
+        return json.dumps(document, indent=2, sort_keys=True)
+
+    return Operation(
+        "openapi",
+        "print the public OpenAPI document (no database needed)",
+        run,
+        needs_database=False,
+    )
+
+
 async def _execute(
     operation: Operation, settings: ServiceSettings, models: str | None, args: argparse.Namespace
 ) -> str:
@@ -76,7 +97,7 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse ``argv`` and run one operation; returns the process exit code."""
-    known = [_migrate_operation(models), *operations]
+    known = [_migrate_operation(models), _openapi_operation(package), *operations]
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for operation in known:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from sanic import HTTPResponse, Request, raw
 
@@ -30,7 +30,8 @@ def page_body(items: Sequence[Any], total: int, query: PageQuery) -> dict[str, A
 
 
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":"), default=str).encode()
+    """Compact JSON; orjson, because list pages are the services' hottest responses."""
+    return orjson.dumps(body, default=str)
 
 
 def cached_json(request: Request, body: Any, *, max_age: int = 5) -> HTTPResponse:

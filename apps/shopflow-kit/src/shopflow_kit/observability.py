@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sanic import HTTPResponse, Request, Sanic, raw
@@ -54,6 +55,44 @@ class JsonFormatter(logging.Formatter):
         return scrub_card_numbers(json.dumps(redact(entry), default=str))
 
 
+class AccessLog:
+    """Per-request lines in :class:`JsonFormatter`'s shape, without logging's per-record cost.
+
+    An access line is written on every request, so it skips the LogRecord,
+    handler lock and stdlib ``json`` of the logging path (a third of a
+    ``/health`` request's CPU, measured with py-spy) and encodes with orjson.
+    It still honours the logger's level, so ``LOG_LEVEL=WARNING`` silences it,
+    and it writes to the same stdout, one flushed line per request.
+    """
+
+    def __init__(self, service: str, logger: logging.Logger) -> None:
+        self.service = service
+        self.logger = logger
+
+    def write(self, fields: dict[str, Any]) -> None:
+        if self.logger.disabled or not self.logger.isEnabledFor(logging.INFO):
+            return
+        now = time.time()
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "service": self.service,
+            "logger": self.logger.name,
+            "msg": "request",
+        }
+        entry.update(fields)
+        # The path is the client's: a card number in it is masked like anywhere else.
+        line = scrub_card_numbers(orjson.dumps(entry, default=str).decode())
+        stream = sys.stdout
+        stream.write(line + "\n")
+        stream.flush()
+
+
+def new_request_id() -> str:
+    """32 hex characters, as ``uuid4().hex`` gives, at a fraction of its cost."""
+    return os.urandom(16).hex()
+
+
 def configure_logging(service: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
@@ -86,9 +125,21 @@ class Metrics:
         )
         self.service = service
 
+        # Labelled children, looked up once: ``labels()`` takes a lock and
+        # builds a key on every call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(self.service, method, route, str(status)).inc()
-        self.latency.labels(self.service, method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.latency.labels(self.service, method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def route_template(request: Request) -> str:
@@ -102,30 +153,30 @@ def route_template(request: Request) -> str:
 def install(app: Sanic[Any, Any], service: str, public_prefix: str) -> None:
     metrics = Metrics(service)
     app.ctx.metrics = metrics
+    access = AccessLog(service, access_log)
 
     async def start_request(request: Request) -> None:
         incoming = request.headers.get(REQUEST_ID, "")
-        request.ctx.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.ctx.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else new_request_id()
         request.ctx.started = time.perf_counter()
 
     async def finish_request(request: Request, response: BaseHTTPResponse) -> None:
-        request_id = getattr(request.ctx, "request_id", None) or uuid.uuid4().hex
+        request_id = getattr(request.ctx, "request_id", None) or new_request_id()
         response.headers[REQUEST_ID] = request_id
         started = getattr(request.ctx, "started", None)
         elapsed = time.perf_counter() - started if started else 0.0
         route = route_template(request)
         if route != "/metrics":
             metrics.observe(request.method, route, response.status, elapsed)
-        access_log.info(
-            "request",
-            extra={
+        access.write(
+            {
                 "request_id": request_id,
                 "method": request.method,
                 "path": request.path,
                 "route": route,
                 "status": response.status,
                 "duration_ms": round(elapsed * 1000, 2),
-            },
+            }
         )
 
     # First in, last out: every other middleware and error sees the request id.

@@ -153,6 +153,26 @@ APP_PROJECT = obj(
                 "clusterResourceWhitelist": {"type": "array", "items": GROUP_KIND},
                 "namespaceResourceWhitelist": {"type": "array", "items": GROUP_KIND},
                 "orphanedResources": obj({"warn": {"type": "boolean"}}),
+                "roles": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "name": STR,
+                            "description": STR,
+                            "groups": STR_LIST,
+                            # p, proj:<project>:<role>, <resource>, <action>, <object>, <effect>
+                            "policies": {
+                                "type": "array",
+                                "items": {
+                                    "type": "string",
+                                    "pattern": r"^p, proj:[a-z0-9-]+:[a-z0-9-]+, [a-z]+, "
+                                    r"[a-z*/-]+, [a-z0-9*/-]+, (allow|deny)$",
+                                },
+                            },
+                        },
+                        ("name",),
+                    ),
+                },
                 "syncWindows": {
                     "type": "array",
                     "items": obj(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import yaml
+from shopflow_kit.limits import MAX_BODY_BYTES
 
 from shopctl import runner, toolchain
 from shopctl.database import service_database
@@ -99,7 +100,14 @@ def makemigrations(target: str, name: str | None) -> None:
 @main.command()
 @click.argument("services", nargs=-1)
 @click.option("--database-url", help="The service's database (only with one service).")
-def seed(services: tuple[str, ...], database_url: str | None) -> None:
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="catalog-api: also add N realistic synthetic products (idempotent).",
+)
+def seed(services: tuple[str, ...], database_url: str | None, synthetic: int) -> None:
     """Migrate and load seed data for SERVICES (default: every service that has a seed)."""
     from shopctl.runner import local_secrets, migrate_and_seed, service_env
 
@@ -116,7 +124,16 @@ def seed(services: tuple[str, ...], database_url: str | None) -> None:
             raise click.ClickException(f"{service.name} has no code under apps/{service.image} yet")
         with service_database(root, service, database_url) as url:
             env = service_env(service, url, secrets, local_port("gateway", GATEWAY_PORT), 0)
-            migrate_and_seed(service, env)
+            extra = (
+                ["--synthetic", str(synthetic)]
+                if synthetic and service.name == "catalog-api"
+                else []
+            )
+            if extra:
+                click.echo(
+                    f"{service.name}: generating {synthetic} synthetic products...", err=True
+                )
+            migrate_and_seed(service, env, seed_args=extra)
         click.echo(f"{service.name}: migrated and seeded", err=True)
 
 
@@ -297,24 +314,104 @@ def diff(base: str, envs: tuple[str, ...], fmt: str) -> None:
 
 
 @main.command()
-@click.option("--from", "source", required=True, help="Environment to take the tags from.")
+@click.option("--from", "source", help="Environment to take the tags from.")
+@click.option(
+    "--release",
+    "release",
+    metavar="TAG",
+    help="A release tag (v1.2.3) to set for every service instead (only --to dev).",
+)
 @click.option("--to", "target", required=True, help="Environment to promote into.")
 @click.option("--service", "services", multiple=True, help="Only this service (repeatable).")
-def promote(source: str, target: str, services: tuple[str, ...]) -> None:
-    """Copy image tags from one environment's version.yaml files to another's (nothing else)."""
+def promote(
+    source: str | None, release: str | None, target: str, services: tuple[str, ...]
+) -> None:
+    """Copy image tags into an environment's version.yaml files (nothing else).
+
+    Either from another environment (--from), or a new release for every service (--release).
+    """
     from shopctl import promote as promoter
 
+    if (source is None) == (release is None):
+        raise click.UsageError("give exactly one of --from ENV or --release TAG")
+    if release is not None and services:
+        raise click.UsageError("--release sets every service; --service does not apply")
     try:
-        changes = promoter.plan(_root(), source, target, list(services))
+        if release is not None:
+            changes = promoter.plan_release(_root(), release, target)
+        else:
+            assert source is not None
+            changes = promoter.plan(_root(), source, target, list(services))
     except promoter.PromotionError as exc:
         raise click.ClickException(str(exc)) from None
     if not changes:
-        click.echo(f"{target} already runs {source}'s tags; nothing to promote", err=True)
+        click.echo(f"{target} already runs {source or release}; nothing to promote", err=True)
         return
     promoter.apply(changes)
     for change in changes:
         click.echo(change.diff, nl=False)
-    click.echo(f"promoted {len(changes)} service(s) from {source} to {target}", err=True)
+    click.echo(f"promoted {len(changes)} service(s) from {source or release} to {target}", err=True)
+
+
+@main.command("release-matrix")
+@click.option("--tag", help="Refuse unless this is a release tag (v1.2.3).")
+@click.option("--only-existing", is_flag=True, help="Only services whose code exists under apps/.")
+def release_matrix(tag: str | None, only_existing: bool) -> None:
+    """The release workflow's matrix as JSON, generated from the service registry."""
+    import json
+
+    from shopctl import release
+    from shopctl.promote import PromotionError, check_release_tag
+
+    if tag is not None:
+        try:
+            check_release_tag(tag)
+        except PromotionError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(release.matrix(_root(), only_existing=only_existing), sort_keys=True))
+
+
+@main.command("access-matrix")
+@click.option(
+    "--write",
+    "write_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Replace the generated section of this Markdown file.",
+)
+@click.option(
+    "--check",
+    "check_in",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Exit 1 if this Markdown file's generated section is out of date.",
+)
+def access_matrix(write_to: Path | None, check_in: Path | None) -> None:
+    """Who may do what, per group and environment, from the rendered RBAC and Argo CD roles."""
+    from shopctl import access
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.helm import RenderError
+
+    try:
+        table = access.to_markdown(access.compute(_root()))
+    except (ApplicationSetError, RenderError, toolchain.ToolError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    target = write_to or check_in
+    if target is None:
+        click.echo(table, nl=False)
+        return
+    try:
+        current = target.read_text()
+        updated = access.splice(current, table)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"{target}: {exc}") from None
+    if check_in is not None:
+        if updated != current:
+            raise click.ClickException(
+                f"{target}'s access matrix is out of date; "
+                f"run `shopctl access-matrix --write {target}`"
+            )
+        return
+    target.write_text(updated)
+    click.echo(f"wrote the access matrix into {target}", err=True)
 
 
 @main.command()
@@ -369,20 +466,27 @@ def policy(env: str | None, manifests: Path | None, out: Path | None) -> None:
 @click.option(
     "--max-body-bytes",
     type=int,
-    default=1024 * 1024,
+    default=MAX_BODY_BYTES,
     show_default=True,
     help="Larger request bodies get 413 (API.md's limit).",
 )
+@click.option("--idle-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS")
+@click.option("--header-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS")
+@click.option("--body-timeout", type=float, default=30.0, show_default=True, metavar="SECONDS")
 def gateway(
     host: str,
     port: int | None,
     vs_file: Path | None,
     upstreams: tuple[str, ...],
     max_body_bytes: int,
+    idle_timeout: float,
+    header_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Run the local gateway, routing by the mesh chart's VirtualService."""
-    from shopctl.gateway import GatewayConfigError, RoutingTable, create_gateway_app
+    from shopctl import gateway as proxy
     from shopctl.helm import RenderError, mesh_virtual_service
+    from shopctl.virtualservice import GatewayConfigError, RoutingTable
 
     try:
         if vs_file:
@@ -404,11 +508,10 @@ def gateway(
         if not sep or not url.startswith("http"):
             raise click.BadParameter(f"{item!r} is not HOST=URL", param_hint="--upstream")
         mapping[name] = url
-    app = create_gateway_app(table, mapping, max_body=max_body_bytes)
-    app.run(
-        host=host,
-        port=port or local_port("gateway", GATEWAY_PORT),
-        single_process=True,
-        access_log=False,
-        motd=False,
+    limits = proxy.Limits(
+        max_body=max_body_bytes,
+        idle_timeout=idle_timeout,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
     )
+    proxy.run(table, mapping, host, port or local_port("gateway", GATEWAY_PORT), limits)

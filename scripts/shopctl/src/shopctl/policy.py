@@ -78,6 +78,8 @@ class PolicyResult:
     skipped_in_objects: list[Finding]
     suppressions: list[Suppression]
     seconds: float = 0.0
+    #: Ids of the checks that ran and passed on something: proof that a check is enabled.
+    passed_checks: list[str] = field(default_factory=list)
 
     @property
     def active(self) -> list[Finding]:
@@ -325,6 +327,17 @@ def run(
     result = PolicyResult(
         target, threshold, failed, passed, skipped, suppressions, time.monotonic() - started
     )
+    result.passed_checks = sorted(
+        {c["check_id"] for r in reports for c in r["results"].get("passed_checks", [])}
+    )
+    if env is not None:
+        ran = set(result.passed_checks) | {f.check_id for f in failed + skipped}
+        missing = sorted(set(config.get("requiredChecks") or []) - ran)
+        if missing:
+            raise PolicyError(
+                f"checks that must run on {env} did not run: {', '.join(missing)} "
+                "(policies/config.yaml, requiredChecks)"
+            )
     write_reports(result, out, root)
     return result
 
@@ -351,6 +364,7 @@ def to_json(result: PolicyResult) -> dict[str, Any]:
         "target": result.target,
         "threshold": result.threshold,
         "passed": result.passed,
+        "passed_checks": result.passed_checks,
         "ok": result.ok,
         "counts": _counts(result.active),
         "findings": [asdict(f) for f in result.findings],

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,11 +126,13 @@ def run_operation(
     return result.stdout.strip()
 
 
-def migrate_and_seed(service: Service, env: dict[str, str], *, seed: bool = True) -> None:
+def migrate_and_seed(
+    service: Service, env: dict[str, str], *, seed: bool = True, seed_args: Sequence[str] = ()
+) -> None:
     """Apply ``service``'s migrations, then its seed if it has one (both idempotent)."""
     run_operation(service, ["migrate"], env)
     if seed and "seed" in service.operations:
-        run_operation(service, ["seed"], env)
+        run_operation(service, ["seed", *seed_args], env)
 
 
 @dataclass

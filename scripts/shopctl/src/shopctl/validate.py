@@ -27,6 +27,13 @@ def _name(doc: dict[str, Any]) -> str:
     return str((doc.get("metadata") or {}).get("name", "?"))
 
 
+def _qualified(doc: dict[str, Any], kind: str) -> str:
+    """``namespace/name`` for namespaced RBAC objects, ``name`` for cluster-scoped ones."""
+    if kind == "ClusterRole":
+        return _name(doc)
+    return f"{(doc.get('metadata') or {}).get('namespace', 'default')}/{_name(doc)}"
+
+
 def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
     if doc.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
         return dict((((doc.get("spec") or {}).get("template") or {}).get("spec")) or {})
@@ -39,8 +46,11 @@ def cross_references(objects: list[tuple[str, dict[str, Any]]]) -> list[Finding]
     services: dict[str, set[int]] = {}
     deployments: dict[str, dict[str, Any]] = {}
     accounts: set[str] = set()
+    roles: set[tuple[str, str]] = set()  # (kind, namespace/name) of every rendered Role
     for _, doc in objects:
         kind = doc.get("kind")
+        if kind in ("Role", "ClusterRole"):
+            roles.add((str(kind), _qualified(doc, str(kind))))
         if kind == "Service":
             services[_name(doc)] = {int(p["port"]) for p in doc["spec"].get("ports", [])}
         elif kind == "Deployment":
@@ -102,6 +112,24 @@ def cross_references(objects: list[tuple[str, dict[str, Any]]]) -> list[Finding]
                         name,
                         "spec.selector.matchLabels",
                         f"selects no rendered Deployment's pods: {wanted}",
+                    )
+                )
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            ref = doc.get("roleRef") or {}
+            ref_kind = str(ref.get("kind"))
+            namespace = str((doc.get("metadata") or {}).get("namespace", "default"))
+            target = str(ref.get("name"))
+            target = target if ref_kind == "ClusterRole" else f"{namespace}/{target}"
+            if (ref_kind, target) not in roles:
+                # A binding to a Role nobody rendered grants nothing today and whatever
+                # that name means tomorrow; built-in ClusterRoles are refused too.
+                findings.append(
+                    Finding(
+                        file,
+                        kind,
+                        name,
+                        "roleRef",
+                        f"no rendered {ref_kind} named {target}",
                     )
                 )
         pod = _pod_spec(doc)
