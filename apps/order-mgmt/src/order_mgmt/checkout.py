@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shopflow_kit.errors import problem_body
+
 #: A retryable processing error from payment-api is retried up to this many times.
 CHARGE_RETRIES = 3
 MAX_CHARGE_ATTEMPTS = CHARGE_RETRIES + 1
@@ -357,38 +359,31 @@ def checkout_result(saga: Saga, order: Mapping[str, Any]) -> tuple[int, dict[str
             detail = (
                 "the checkout was interrupted before the payment completed; nothing was charged"
             )
-        return 402, _problem(
-            402,
-            title,
-            detail,
-            order_id=order_id,
-            reason=str(saga.failure),
-            decline_code=saga.decline_code,
+        extra = {"order_id": order_id, "reason": str(saga.failure)}
+        return 402, problem_body(
+            402, detail, title=title, extra={**extra, "decline_code": saga.decline_code}
         )
     if saga.step == Step.REJECTED:
         if saga.failure == FailureReason.OUT_OF_STOCK:
-            return 409, _problem(
+            return 409, problem_body(
                 409,
-                "Out of stock",
                 "not enough stock for some items; nothing was charged",
-                order_id=order_id,
-                reason=str(saga.failure),
-                short_items=[dict(i) for i in saga.short_items],
+                title="Out of stock",
+                extra={
+                    "order_id": order_id,
+                    "reason": str(saga.failure),
+                    "short_items": [dict(i) for i in saga.short_items],
+                },
             )
-        return 409, _problem(
+        return 409, problem_body(
             409,
-            "Reservation expired",
             "the stock reservation lapsed before the order was confirmed; any payment was refunded",
-            order_id=order_id,
-            reason=str(saga.failure),
+            title="Reservation expired",
+            extra={"order_id": order_id, "reason": str(saga.failure)},
         )
     if saga.step in CHECKOUT_DONE:
         return 201, dict(order)
     raise ValueError(f"the checkout of order {order_id} is not done (step {saga.step})")
-
-
-def _problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
 def confirmed_event(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shopflow_kit import idempotency
-from shopflow_kit.errors import Problem
+from shopflow_kit.errors import Problem, problem_body
 from shopflow_kit.idempotency import StoredResponse
 from shopflow_kit.outbox import publish
 from tortoise.exceptions import IntegrityError
@@ -114,10 +114,6 @@ def unavailable(exc: DependencyUnavailable, settings: Settings, retry: str) -> P
     return Problem(
         503, f"{what}; {retry}", headers={"Retry-After": str(settings.retry_after_seconds)}
     )
-
-
-def _problem(status: int, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
 
 
 # --- the cart -------------------------------------------------------------------------
@@ -525,17 +521,17 @@ def _snapshot(
     """The order's lines at catalog prices, or a 409 problem body if the cart is stale."""
     gone = [line for line in lines if line.product_id not in live]
     if gone:
-        return _problem(
+        return problem_body(
             409,
-            "Cart changed",
             "some products in the cart are no longer sold; review the cart and check out again",
-            removed=[str(line.product_id) for line in gone],
+            title="Cart changed",
+            extra={"removed": [str(line.product_id) for line in gone]},
         )
     if len({live[line.product_id].currency for line in lines}) > 1:
-        return _problem(
+        return problem_body(
             409,
-            "Cart changed",
             "the cart's products are now priced in different currencies; review the cart",
+            title="Cart changed",
         )
     return [
         {
@@ -560,7 +556,7 @@ async def _place(
     """Steps 1 and 2: the price snapshot, then the order as ``pending``."""
     _, lines = await _lines(customer_id)
     if not lines:
-        return 409, _problem(409, "Cart empty", "the cart is empty; add products first")
+        return 409, problem_body(409, "the cart is empty; add products first", title="Cart empty")
     live = await deps.clients.catalog.prices([line.product_id for line in lines], request_id)
     snapshot = _snapshot(lines, live)
     if isinstance(snapshot, dict):
