@@ -18,7 +18,7 @@ from auth_service.keys import _fernet
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from tests.auth.conftest import IP_LIMIT, ISSUER, KEK
+from tests.utils.auth import IP_LIMIT, ISSUER, KEK
 from tests.utils.factories import PASSWORD, register_and_login, unique_email
 
 PROBLEM = "application/problem+json"

@@ -17,7 +17,7 @@ from auth_service.config import MODELS, Settings
 from shopflow_kit.db import migrate
 from shopflow_kit.registry import client_scopes
 
-from tests.auth.conftest import auth_env
+from tests.utils.auth import auth_env
 from tests.utils.factories import register_and_login
 from tests.utils.live import LiveService, start_service
 from tests.utils.services import bearer

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.catalog.conftest import admin, customer, make_product, new_category
+from tests.utils.catalog import admin, customer, make_product, new_category
 from tests.utils.issuer import TokenIssuer
 
 

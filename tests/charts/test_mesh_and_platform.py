@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shopctl.virtualservice import RoutingTable
 
-from tests.charts.conftest import NAMESPACE
+from tests.utils.charts import NAMESPACE
 
 PREFIXES = {
     "/auth": "user-auth",

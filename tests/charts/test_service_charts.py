@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from shopctl.helm import RenderError
 
-from tests.charts.conftest import NAMESPACE, SERVICE_CHARTS, Render, render
+from tests.utils.charts import NAMESPACE, SERVICE_CHARTS, Render, render
 
 NAMES = {
     "auth-service": "user-auth",

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from shopctl.smtp import read_messages
 
-from tests.e2e.conftest import Platform
+from tests.utils.e2e import Platform
 from tests.utils.factories import PASSWORD, unique_email
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.e2e.conftest import Platform
 from tests.e2e.test_catalog_flow import admin_token
+from tests.utils.e2e import Platform
 
 PASSWORD = "a-long-and-unusual-passphrase"
 

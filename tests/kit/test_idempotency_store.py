@@ -13,9 +13,9 @@ from shopflow_kit.errors import Problem
 from shopflow_kit.idempotency import fingerprint, purge_expired, run_once
 from shopflow_kit.models import IdempotencyRecord
 
-from tests.kit.conftest import migrate_sample
 from tests.kit_sample.app import MODELS, Settings
 from tests.kit_sample.models import Widget
+from tests.utils.kit import migrate_sample
 
 
 @pytest_asyncio.fixture(scope="module")

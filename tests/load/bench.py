@@ -116,7 +116,7 @@ class Row:
 @contextmanager
 def platform(tmp: Path) -> Iterator[dict[str, str]]:
     """Bare Sanic, catalog-api (seed and 100k), user-auth and the gateway, on loopback."""
-    from tests.auth.conftest import auth_env
+    from tests.utils.auth import auth_env
 
     server = LocalPostgres(tmp / "pg", durable=False)
     server.start()

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=10_000)
     args = parser.parse_args(argv)
 
-    from tests.auth.conftest import auth_env
+    from tests.utils.auth import auth_env
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.notify_hub.conftest import Stack, envelope, post_event, unique_address, wait_until
+from tests.utils.notify_hub import Stack, envelope, post_event, unique_address, wait_until
 
 
 async def welcome(

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.notify_hub.conftest import (
+from tests.utils.contract import Contract
+from tests.utils.notify_hub import (
     SmtpServer,
     Stack,
     envelope,
@@ -24,7 +25,6 @@ from tests.notify_hub.conftest import (
     unique_address,
     wait_until,
 )
-from tests.utils.contract import Contract
 from tests.utils.services import bearer
 
 PROBLEM = "application/problem+json"

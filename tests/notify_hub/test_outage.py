@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.notify_hub.conftest import Stack, unique_address, wait_until
 from tests.utils.factories import PASSWORD
+from tests.utils.notify_hub import Stack, unique_address, wait_until
 
 OUTAGE_SECONDS = float(os.environ.get("NOTIFY_OUTAGE_SECONDS", "60"))
 USERS = 12

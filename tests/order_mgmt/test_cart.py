@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.order_mgmt.conftest import Shop
+from tests.utils.order_mgmt import Shop
 from tests.utils.services import bearer
 
 NEEDS_PAYMENTS = False

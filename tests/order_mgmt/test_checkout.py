@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.order_mgmt.conftest import (
+from tests.utils.order_mgmt import (
     APPROVED,
     DECLINED,
     INSUFFICIENT_FUNDS,

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from tests.order_mgmt.conftest import DECLINED, Shop, checkout, fill_cart
+from tests.utils.order_mgmt import DECLINED, Shop, checkout, fill_cart
 
 
 async def confirmed_order(

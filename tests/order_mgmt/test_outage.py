@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.order_mgmt.conftest import Shop, checkout, eventually, fill_cart
+from tests.utils.order_mgmt import Shop, checkout, eventually, fill_cart
 
 ORDER_SETTINGS = {
     "catalog_timeout_seconds": "2",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.order_mgmt.conftest import (
+from tests.utils.order_mgmt import (
     APPROVED,
     DECLINED,
     Shop,

@@ -8,7 +8,8 @@ import uuid
 import asyncpg
 import httpx
 
-from tests.payment_api.conftest import (
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     APPROVED,
     PROCESSING_ERROR,
     Payments,
@@ -16,7 +17,6 @@ from tests.payment_api.conftest import (
     charge_body,
     service_auth,
 )
-from tests.utils.issuer import TokenIssuer
 
 
 async def payments_of(
