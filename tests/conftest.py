@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from shopctl.pg import LocalPostgres, create_database, drop_database
 
-from tests.utils.platform import Platform, start_platform
+from tests.utils.e2e import platform  # noqa: F401 (one `shopctl up` for the session)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,12 +44,3 @@ async def database_url(pg_server: str, request: pytest.FixtureRequest) -> AsyncI
     url = await create_database(pg_server, name)
     yield url
     await drop_database(pg_server, name)
-
-
-@pytest.fixture(scope="session")
-def platform() -> Iterator[Platform]:
-    """One `shopctl up` for the session, shared by tests/e2e and tests/contracts."""
-    running = start_platform()
-    yield running
-    running.stop()
-    shutil.rmtree(running.state.parent, ignore_errors=True)

@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 import uuid
+from typing import Any
 
 import argon2
 import asyncpg
@@ -17,7 +18,7 @@ from auth_service.keys import _fernet
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from tests.auth.conftest import IP_LIMIT, ISSUER, KEK
+from tests.utils.auth import IP_LIMIT, ISSUER, KEK
 from tests.utils.factories import PASSWORD, register_and_login, unique_email
 
 PROBLEM = "application/problem+json"
@@ -401,7 +402,7 @@ async def test_client_credentials(client: httpx.AsyncClient) -> None:
 
 async def test_client_credentials_errors(client: httpx.AsyncClient) -> None:
     form = {"grant_type": "client_credentials"}
-    cases = [
+    cases: list[tuple[dict[str, Any], int, str]] = [
         (dict(data=form, auth=("order-mgmt", "wrong")), 401, "invalid_client"),
         (dict(data=form, auth=("stranger", "x")), 401, "invalid_client"),
         (dict(data=form), 401, "invalid_client"),

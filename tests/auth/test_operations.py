@@ -17,9 +17,9 @@ from joserfc.jws import extract_compact
 from shopctl.pg import create_database, drop_database
 from shopflow_kit.service_client import ServiceTokenClient
 
-from tests.auth.conftest import ISSUER, KEK
-from tests.kit.conftest import migrate_sample
+from tests.utils.auth import ISSUER, KEK
 from tests.utils.factories import PASSWORD, register_and_login, unique_email
+from tests.utils.kit import migrate_sample
 from tests.utils.live import LiveService, start_service
 
 ROOT = Path(__file__).resolve().parents[2]

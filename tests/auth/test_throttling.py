@@ -10,7 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.auth.conftest import IP_LIMIT, auth_env
+from tests.utils.auth import IP_LIMIT, auth_env
 from tests.utils.factories import PASSWORD, register_and_login
 from tests.utils.live import LiveService, start_service
 from tests.utils.sql import fetchval

@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.catalog.conftest import admin, make_product, new_category
+from tests.utils.catalog import admin, make_product, new_category
 from tests.utils.issuer import TokenIssuer
 from tests.utils.sql import fetchval
 

@@ -7,11 +7,11 @@ import uuid
 import httpx
 import pytest
 
-from tests.catalog.conftest import admin, customer, make_product, new_category
+from tests.utils.catalog import admin, customer, make_product, new_category
 from tests.utils.issuer import TokenIssuer
 
 
-async def listing(http: httpx.AsyncClient, **params: object) -> dict:
+async def listing(http: httpx.AsyncClient, **params: str | int | bool) -> dict:
     response = await http.get("/products", params=params)
     assert response.status_code == 200, response.text
     return dict(response.json())

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.catalog.conftest import (
+from tests.utils.catalog import (
     admin,
     catalog_env,
     customer,

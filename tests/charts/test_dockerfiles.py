@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.charts.conftest import ROOT, SERVICE_CHARTS
+from tests.utils.charts import ROOT, SERVICE_CHARTS
 
 
 @pytest.mark.parametrize("image", SERVICE_CHARTS)

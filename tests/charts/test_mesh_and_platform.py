@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shopctl.gateway import RoutingTable
+from shopctl.virtualservice import RoutingTable
 
-from tests.charts.conftest import NAMESPACE
+from tests.utils.charts import NAMESPACE
 
 PREFIXES = {
     "/auth": "user-auth",
@@ -25,7 +25,9 @@ def test_routes_and_retries(renders: dict) -> None:
     table = RoutingTable.from_virtual_service(mesh(renders).one("VirtualService"))
     for prefix, service in PREFIXES.items():
         for method in ("GET", "POST", "DELETE"):
-            route, _ = table.resolve(method, f"{prefix}/x", {})
+            resolved = table.resolve(method, f"{prefix}/x", {})
+            assert resolved is not None, f"{method} {prefix}/x is not routed"
+            route, _ = resolved
             assert [(d.host, d.port) for d in route.destinations] == [(service, 4000)]
             assert route.timeout
             retried = route.retries is not None and route.retries.attempts > 0

@@ -9,7 +9,7 @@ import pytest
 from shopctl.schemas import validate_objects
 from shopctl.toolchain import require_helm
 
-from tests.charts.conftest import APP_CHARTS, CHARTS, KUBE_VERSION, ROOT, Render, variants
+from tests.utils.charts import APP_CHARTS, CHARTS, KUBE_VERSION, ROOT, Render, variants
 
 SNAPSHOTS = ROOT / "tests" / "charts" / "snapshots"
 ALLOWED_SKIPS = {"CKV_K8S_43"}  # README, "checkov skips"

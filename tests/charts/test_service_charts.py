@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from shopctl.helm import RenderError
 
-from tests.charts.conftest import NAMESPACE, SERVICE_CHARTS, Render, render
+from tests.utils.charts import NAMESPACE, SERVICE_CHARTS, Render, render
 
 NAMES = {
     "auth-service": "user-auth",
@@ -163,6 +163,8 @@ def test_who_may_call_whom(renders: dict) -> None:
     assert principals_for(renders, "auth-service", "/auth/oauth/token") == {
         sa(s) for s in ("catalog-api", "order-mgmt", "payment-api", "notify-hub")
     }
+    # Only notify-hub looks users up (GET only; the scope users:read is its alone too).
+    assert principals_for(renders, "auth-service", "/internal/users/*") == {sa("notify-hub")}
 
 
 @pytest.mark.parametrize("chart", SERVICE_CHARTS)

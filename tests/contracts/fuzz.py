@@ -27,8 +27,8 @@ from typing import Any
 import httpx
 from shopctl.services import SERVICES, Service
 
+from tests.utils.e2e import Platform, start_platform
 from tests.utils.factories import unique_email
-from tests.utils.platform import Platform, start_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = (

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from typing import Any
 
 import httpx
 import schemathesis
@@ -73,12 +72,9 @@ class PlatformTokens:
         self, case: schemathesis.Case, data: dict[str, str], ctx: schemathesis.AuthContext
     ) -> None:
         roles = _roles(case)
-        headers: dict[str, Any] = dict(case.headers or {})
-        if roles is None or any(
-            k.lower() == "authorization" and _issued_token(v) for k, v in headers.items()
-        ):
+        # A case-insensitive mapping: "authorization" and "Authorization" are one header.
+        headers = case.headers
+        if roles is None or _issued_token(headers.get("Authorization", "")):
             return
-        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         role = "admin" if "admin" in roles else "customer"
         headers["Authorization"] = f"Bearer {data[role]}"
-        case.headers = headers

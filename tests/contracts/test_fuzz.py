@@ -23,7 +23,7 @@ import pytest
 from shopctl.services import SERVICES, has_code
 
 from tests.contracts import fuzz
-from tests.utils.platform import ROOT, Platform, start_platform
+from tests.utils.e2e import ROOT, Platform, start_platform
 
 LIVE = [s.name for s in SERVICES if has_code(s, ROOT)]
 #: One session pair per schemathesis run, logged in before any fuzzing starts.

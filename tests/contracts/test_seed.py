@@ -19,7 +19,7 @@ import pytest
 from shopctl.pg import free_port
 from shopctl.services import SERVICES, has_code, lookup
 
-from tests.utils.platform import ROOT, Platform
+from tests.utils.e2e import ROOT, Platform
 
 EDGES = [
     (caller.name, callee)

@@ -1,5 +1,2 @@
-"""The e2e modules use the session's shared platform (tests/conftest.py)."""
-
-from tests.utils.platform import ROOT, Platform, start_platform
-
-__all__ = ["ROOT", "Platform", "start_platform"]
+"""tests/e2e: helpers live in tests/utils/e2e.py; the session's ``platform`` fixture is
+re-exported by the root tests/conftest.py, so tests/contracts shares the same one."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Platform
+from tests.utils.e2e import Platform
 from tests.utils.factories import PASSWORD, unique_email
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from tests.e2e.conftest import Platform
+from tests.utils.e2e import Platform
 from tests.utils.factories import unique_email
 
 PASSWORD = "a-long-and-unusual-passphrase"

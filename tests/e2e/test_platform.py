@@ -13,7 +13,7 @@ import psutil
 import pytest
 from shopctl.smtp import read_messages
 
-from tests.e2e.conftest import Platform, start_platform
+from tests.utils.e2e import Platform, start_platform
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import ROOT, Platform, start_platform
+from tests.utils.e2e import ROOT, Platform, start_platform
 
 CRASH_LIMIT = 5
 

@@ -13,7 +13,7 @@ from shopctl.helm import RenderError, template
 from shopctl.render import EnvironmentRender
 from shopctl.validate import cross_references
 
-from tests.gitops.conftest import ENVS, ROOT
+from tests.utils.gitops import ENVS, ROOT
 
 K8S_GROUPS = ("shopflow-developers", "shopflow-sre", "shopflow-readonly")
 REQUESTS = {r.label: r for r in access.REQUESTS}

@@ -9,7 +9,7 @@ import yaml
 from shopctl import gotemplate
 from shopctl.argocd import ApplicationSetError, all_applications, application_sets, expand
 
-from tests.gitops.conftest import ENVS, ROOT
+from tests.utils.gitops import ENVS, ROOT
 
 SERVICES = {
     "user-auth": "auth-service",

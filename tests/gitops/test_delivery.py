@@ -16,7 +16,7 @@ from shopctl import workflow_lint
 from shopctl.release import RELEASE_ROLE
 from shopctl.services import SERVICES, has_code
 
-from tests.gitops.conftest import ROOT, git, shopctl
+from tests.utils.gitops import ROOT, git, shopctl
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CLUSTERS = ROOT / "environments" / "_clusters"

@@ -11,7 +11,7 @@ import yaml
 from shopctl.render import EnvironmentRender
 from shopctl.validate import validate_argocd, validate_environment
 
-from tests.gitops.conftest import ENVS, ROOT
+from tests.utils.gitops import ENVS, ROOT
 
 REPO = "https://github.com/shopflow/shopflow.git"
 

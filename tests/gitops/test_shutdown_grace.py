@@ -12,7 +12,7 @@ import pytest
 from shopctl.render import EnvironmentRender
 from shopflow_kit.config import ServiceSettings
 
-from tests.gitops.conftest import ENVS
+from tests.utils.gitops import ENVS
 
 KIT_DEFAULT = ServiceSettings.model_fields["shutdown_grace_seconds"].default
 

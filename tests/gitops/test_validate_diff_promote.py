@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from shopctl.validate import cross_references
 
-from tests.gitops.conftest import git, shopctl
+from tests.utils.gitops import git, shopctl
 
 
 def test_broken_references_are_named() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
@@ -12,9 +13,9 @@ from shopflow_kit.errors import Problem
 from shopflow_kit.idempotency import fingerprint, purge_expired, run_once
 from shopflow_kit.models import IdempotencyRecord
 
-from tests.kit.conftest import migrate_sample
 from tests.kit_sample.app import MODELS, Settings
 from tests.kit_sample.models import Widget
+from tests.utils.kit import migrate_sample
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -108,3 +109,47 @@ def test_a_keyed_fingerprint_is_an_hmac() -> None:
         "POST", "/x", b'{ "card": {"number": "4242424242424242"}}', key=b"k" * 32
     )
     assert keyed != fingerprint("POST", "/x", body, key=b"j" * 32)
+
+
+async def test_a_claim_replays_once_complete(orm: None) -> None:
+    from datetime import timedelta
+
+    from shopflow_kit.idempotency import claim, complete
+
+    lease = timedelta(seconds=30)
+    assert await claim("s", "c1", "fp", lease=lease) is None
+    # While the holder works, the same key is a 409 with Retry-After, never a second run.
+    with pytest.raises(Problem) as in_flight:
+        await claim("s", "c1", "fp", lease=lease)
+    assert in_flight.value.status_code == 409
+    assert 1 <= int(in_flight.value.headers["Retry-After"]) <= 30
+    with pytest.raises(Problem) as different:
+        await claim("s", "c1", "other-fp", lease=lease)
+    assert different.value.status_code == 422
+    await complete("s", "c1", 201, {"id": "o-1"})
+    stored = await claim("s", "c1", "fp", lease=lease)
+    assert stored is not None and stored.replayed
+    assert (stored.status, stored.body) == (201, {"id": "o-1"})
+    record = await IdempotencyRecord.get(scope="s", key="c1")
+    assert record.expires_at - record.created_at == timedelta(hours=24)
+
+
+async def test_a_released_or_lapsed_claim_is_taken_over(orm: None) -> None:
+    from datetime import timedelta
+
+    from shopflow_kit.idempotency import claim, release
+
+    assert await claim("s", "c2", "fp", lease=timedelta(seconds=30)) is None
+    await release("s", "c2")
+    assert await claim("s", "c2", "fp", lease=timedelta(seconds=30)) is None
+    # A holder that vanished (its lease ran out) loses the key to the next request...
+    await IdempotencyRecord.filter(scope="s", key="c2").update(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    assert await claim("s", "c2", "fp", lease=timedelta(seconds=30)) is None
+    # ...but only to the same request, and purging keeps it bound for the full TTL.
+    await release("s", "c2")
+    assert await purge_expired() >= 0
+    with pytest.raises(Problem) as different:
+        await claim("s", "c2", "other", lease=timedelta(seconds=30))
+    assert different.value.status_code == 422

@@ -13,8 +13,8 @@ import pytest
 from shopctl.pg import free_port
 from shopflow_kit.outbox import backoff_delay
 
-from tests.kit.conftest import migrate_sample, sample_env
 from tests.utils.issuer import TokenIssuer
+from tests.utils.kit import migrate_sample, sample_env
 from tests.utils.live import LoopbackHTTPServer, start_service
 
 

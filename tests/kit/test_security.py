@@ -163,5 +163,7 @@ async def test_jwks_refetch_is_rate_limited(issuer: TokenIssuer) -> None:
 
 async def test_symmetric_keys_in_a_jwks_are_ignored(issuer: TokenIssuer) -> None:
     cache = JWKSCache(f"{issuer.url}/auth/.well-known/jwks.json")
-    await cache.key_for(issuer.keys[0].kid)
+    kid = issuer.keys[0].kid
+    assert kid is not None
+    await cache.key_for(kid)
     assert all(k.key_type in ("EC", "RSA") for k in cache._keys.keys)  # type: ignore[union-attr]

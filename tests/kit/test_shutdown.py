@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.kit.conftest import migrate_sample, sample_env
 from tests.utils.issuer import TokenIssuer
+from tests.utils.kit import migrate_sample, sample_env
 from tests.utils.live import start_service
 
 WORKERS = 16

@@ -29,9 +29,9 @@ import asyncpg
 import httpx
 from shopctl.pg import LocalPostgres, create_database, free_port
 from shopctl.procs import Child, wait_http
-from shopflow_kit.db import migrate
 
 from tests.utils.live import ROOT, LiveService, start_service
+from tests.utils.services import run_operation, service_env
 
 SEED_SEARCH = "/products?q=coffee&category=kitchen"
 #: A common word of the synthetic vocabulary: about a quarter of all products match it.
@@ -116,13 +116,7 @@ class Row:
 @contextmanager
 def platform(tmp: Path) -> Iterator[dict[str, str]]:
     """Bare Sanic, catalog-api (seed and 100k), user-auth and the gateway, on loopback."""
-    from auth_service.app import MODELS as AUTH_MODELS
-    from auth_service.app import Settings as AuthSettings
-    from catalog_api.app import MODELS, Settings
-    from catalog_api.seed import main as seed_main
-    from catalog_api.synthetic import generate_catalog
-
-    from tests.auth.conftest import auth_env
+    from tests.utils.auth import auth_env
 
     server = LocalPostgres(tmp / "pg", durable=False)
     server.start()
@@ -131,13 +125,14 @@ def platform(tmp: Path) -> Iterator[dict[str, str]]:
         seed_url = asyncio.run(create_database(server.url, "bench_catalog"))
         big_url = asyncio.run(create_database(server.url, "bench_catalog_100k"))
         auth_url = asyncio.run(create_database(server.url, "bench_auth"))
+        # Each service's own operations, as shopctl and the cluster run them.
         for url in (seed_url, big_url):
-            asyncio.run(migrate(Settings(database_url=url), MODELS))
-            os.environ["SHOPFLOW_CATALOG_API_DATABASE_URL"] = url  # the seed reads its env
-            asyncio.run(seed_main())
+            run_operation("catalog-api", ["migrate"], service_env("catalog-api", url))
+            run_operation("catalog-api", ["seed"], service_env("catalog-api", url))
         print(f"generating {SYNTHETIC_PRODUCTS} synthetic products...", file=sys.stderr)
-        asyncio.run(generate_catalog(big_url, SYNTHETIC_PRODUCTS))
-        asyncio.run(migrate(AuthSettings(database_url=auth_url), AUTH_MODELS))
+        synthetic = ["seed", "--synthetic", str(SYNTHETIC_PRODUCTS)]
+        run_operation("catalog-api", synthetic, service_env("catalog-api", big_url))
+        run_operation("user-auth", ["migrate"], service_env("user-auth", auth_url))
 
         def service(name: str, factory: str, env: dict[str, str]) -> str:
             live = start_service(name, factory, env, tmp)

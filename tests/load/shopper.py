@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,9 +21,9 @@ from shopctl.helm import mesh_virtual_service
 from shopctl.pg import LocalPostgres, create_database, free_port
 from shopctl.procs import Child, wait_http
 from shopctl.services import SERVICES, has_code
-from shopflow_kit.db import migrate
 
 from tests.utils.live import ROOT, LiveService, start_service
+from tests.utils.services import run_operation, service_env
 
 
 def existing_routes(vs: dict, present: set[str]) -> dict:
@@ -44,13 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=10_000)
     args = parser.parse_args(argv)
 
-    from auth_service.app import MODELS as AUTH_MODELS
-    from auth_service.app import Settings as AuthSettings
-    from catalog_api.app import MODELS, Settings
-    from catalog_api.seed import main as seed_main
-    from catalog_api.synthetic import generate_catalog
-
-    from tests.auth.conftest import auth_env
+    from tests.utils.auth import auth_env
 
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
@@ -60,11 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             catalog_url = asyncio.run(create_database(server.url, "load_catalog"))
             auth_url = asyncio.run(create_database(server.url, "load_auth"))
-            asyncio.run(migrate(Settings(database_url=catalog_url), MODELS))
-            os.environ["SHOPFLOW_CATALOG_API_DATABASE_URL"] = catalog_url
-            asyncio.run(seed_main())
-            asyncio.run(generate_catalog(catalog_url, args.products))
-            asyncio.run(migrate(AuthSettings(database_url=auth_url), AUTH_MODELS))
+            catalog_env = service_env("catalog-api", catalog_url)
+            run_operation("catalog-api", ["migrate"], catalog_env)
+            run_operation("catalog-api", ["seed", "--synthetic", str(args.products)], catalog_env)
+            run_operation("user-auth", ["migrate"], service_env("user-auth", auth_url))
             auth = start_service(
                 "user-auth", "auth_service.app:create_app", auth_env(auth_url), tmp
             )

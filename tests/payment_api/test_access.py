@@ -8,15 +8,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.payment_api.conftest import (
+from tests.utils.contract import Contract
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     APPROVED,
     charge,
     charge_body,
     service_auth,
     user_auth,
 )
-from tests.utils.contract import Contract
-from tests.utils.issuer import TokenIssuer
 
 PUBLIC_FIELDS = {"id", "order_id", "status", "amount_cents", "currency", "card", "created_at"}
 

@@ -2,7 +2,7 @@
 
 This module's payment-api logs at DEBUG, so Tortoise's SQL statements and their
 parameters are in the log too. (Every other module's service is scanned the
-same way when it stops; see ``payments`` in conftest.py.)
+same way when it stops; see ``payments`` in tests/utils/payment_api.py.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.payment_api.conftest import (
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     AMEX,
     APPROVED,
     CARD_NUMBERS,
@@ -32,7 +33,6 @@ from tests.payment_api.conftest import (
     service_auth,
     user_auth,
 )
-from tests.utils.issuer import TokenIssuer
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from payment_api.states import (
     transition,
 )
 
-from tests.payment_api.conftest import CARD_NUMBERS
+from tests.utils.payment_api import CARD_NUMBERS
 
 
 @pytest.mark.parametrize("number", CARD_NUMBERS)

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.payment_api.conftest import (
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     AMEX,
     APPROVED,
     DECLINED,
@@ -25,7 +26,6 @@ from tests.payment_api.conftest import (
     service_auth,
     user_auth,
 )
-from tests.utils.issuer import TokenIssuer
 
 INTERNAL_FIELDS = {
     "id",

@@ -9,7 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.payment_api.conftest import (
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     APPROVED,
     DECLINED,
     PROCESSING_ERROR,
@@ -20,7 +21,6 @@ from tests.payment_api.conftest import (
     db_fetch,
     service_auth,
 )
-from tests.utils.issuer import TokenIssuer
 
 
 async def payments_for(payments: Payments, order_id: str) -> list[asyncpg.Record]:

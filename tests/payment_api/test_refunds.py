@@ -11,7 +11,8 @@ import httpx
 import pytest
 from joserfc import jwt
 
-from tests.payment_api.conftest import (
+from tests.utils.issuer import TokenIssuer
+from tests.utils.payment_api import (
     DECLINED,
     PROCESSING_ERROR,
     EventSink,
@@ -22,7 +23,6 @@ from tests.payment_api.conftest import (
     service_auth,
     user_auth,
 )
-from tests.utils.issuer import TokenIssuer
 
 
 async def captured(http: httpx.AsyncClient, issuer: TokenIssuer) -> dict[str, Any]:

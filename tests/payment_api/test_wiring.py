@@ -46,7 +46,9 @@ def test_shopctl_up_gives_payment_api_its_own_fingerprint_key(tmp_path: Path) ->
     key = env[f"{SERVICE.env_prefix}CARD_FINGERPRINT_KEY"]
     assert len(key) >= 32 and key == local_secrets(tmp_path)["card_fingerprint_key"]
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
-    settings = Settings(**{k.removeprefix(SERVICE.env_prefix).lower(): v for k, v in env.items()})
+    settings = Settings.model_validate(
+        {k.removeprefix(SERVICE.env_prefix).lower(): v for k, v in env.items()}
+    )
     assert settings.card_fingerprint_key is not None
     # Least privilege: no other service is handed the key.
     for other in SERVICES:

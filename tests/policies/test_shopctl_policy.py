@@ -132,7 +132,8 @@ def test_a_suppression_hides_one_finding(tmp_path: Path) -> None:
     assert [(f.check_id, f.resource) for f in suppressed] == [
         ("CKV_SHOPFLOW_6", "Secret.shopflow-rogue.plain-credentials")
     ]
-    assert suppressed[0].suppressed_by["owner"] == "security@shopflow.example"
+    by = suppressed[0].suppressed_by
+    assert by is not None and by["owner"] == "security@shopflow.example"
     assert future in (tmp_path / "r" / "summary.md").read_text()
 
 

@@ -231,7 +231,7 @@ async def test_prefix_rewrite_keeps_the_rest_and_the_query(http: httpx.AsyncClie
 
 
 async def test_weighted_destinations_split_traffic(http: httpx.AsyncClient) -> None:
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for _ in range(20):
         batch = await asyncio.gather(*(http.get("/split") for _ in range(25)))
         seen.update(r.json()["upstream"] for r in batch)
@@ -296,7 +296,7 @@ async def test_fault_abort_and_delay(http: httpx.AsyncClient) -> None:
 
 
 async def test_fault_percentage(http: httpx.AsyncClient) -> None:
-    statuses = Counter()
+    statuses: Counter[int] = Counter()
     for _ in range(8):
         batch = await asyncio.gather(*(http.get("/half") for _ in range(25)))
         statuses.update(r.status_code for r in batch)

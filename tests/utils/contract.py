@@ -87,13 +87,28 @@ class Contract:
         self.openapi = OpenAPI.from_dict({**document, "servers": [{"url": "/"}]}, config=config)
         self.checked = 0
 
-    def check(self, response: httpx.Response) -> None:
+    @classmethod
+    async def fetch(cls, http: httpx.AsyncClient, path: str) -> Contract:
+        response = await http.get(path)
+        assert response.status_code == 200, response.text
+        return cls(response.json())
+
+    def check(self, response: httpx.Response) -> httpx.Response:
+        """Validate ``response`` (status, headers, body) against the document.
+
+        A request the document forbids must not succeed: for a 2xx answer the
+        request is validated too. Error answers to deliberately bad requests are
+        checked as responses only.
+        """
         if response.request.url.path.endswith("/openapi.json"):
-            return  # the document itself
+            return response  # the document itself
+        request = _Request(response.request)
         try:
-            self.openapi.validate_response(_Request(response.request), _Response(response))
+            if response.is_success:
+                self.openapi.validate_request(request)
+            self.openapi.validate_response(request, _Response(response))
         except PathError:
-            return  # not a public operation: not part of this contract
+            return response  # not a public operation: not part of this contract
         except Exception as exc:
             detail = getattr(exc, "__cause__", None) or exc
             raise ContractViolation(
@@ -102,6 +117,7 @@ class Contract:
                 f"body: {response.text[:500]}"
             ) from exc
         self.checked += 1
+        return response
 
     async def hook(self, response: httpx.Response) -> None:
         """An httpx response event hook: checks every response as it arrives."""

@@ -29,6 +29,8 @@ class TokenIssuer:
         self.clients = clients or {}
         self.jwks_requests = 0
         self.tokens_issued = 0
+        #: (client id, requested scope) of every service token issued, in order.
+        self.issued: list[tuple[str, str]] = []
         self.server = LoopbackHTTPServer(self._handle)
 
     @property
@@ -104,6 +106,7 @@ class TokenIssuer:
             ):
                 return 400, {"content-type": "application/json"}, b'{"error":"invalid_scope"}'
             self.tokens_issued += 1
+            self.issued.append((client_id, " ".join(scopes)))
             token = self.token(
                 sub=client_id, aud="shopflow-internal", scope=" ".join(scopes), ttl=60
             )

@@ -52,14 +52,16 @@ def start(
     *,
     migrate: bool = True,
     port: int | None = None,
+    extra: Mapping[str, str] | None = None,
     **settings: str,
 ) -> LiveService:
     """Migrate service ``name``'s database with its own CLI, then serve it on loopback.
 
     ``settings`` are the service's settings by field name (``user_auth_url=...``);
     they are passed under the service's env prefix, exactly as the chart does.
+    ``extra`` takes more of them from a mapping built at run time.
     """
-    env = service_env(name, database_url, **settings)
+    env = service_env(name, database_url, **{**(extra or {}), **settings})
     if migrate:
         run_operation(name, ["migrate"], env)
     return start_service(name, lookup(name).factory, env, log_dir, port=port)

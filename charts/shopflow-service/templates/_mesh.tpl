@@ -21,10 +21,15 @@ spec:
             matchLabels:
               {{- toYaml .Values.mesh.ingressSelector | nindent 14 }}
         {{- end }}
+        {{- /* A caller may have several rules (paths, methods); one selector each. */}}
+        {{- $callers := list }}
         {{- range .Values.mesh.callers }}
+        {{- $callers = append $callers .serviceAccount }}
+        {{- end }}
+        {{- range uniq $callers }}
         - podSelector:
             matchLabels:
-              app: {{ .serviceAccount }}
+              app: {{ . }}
         {{- end }}
       ports:
         - port: {{ .Values.port }}

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from sanic import Blueprint, HTTPResponse, Request, json
-from shopflow_kit import Problem, json_body, require_user
+from shopflow_kit import Problem, json_body, require_scope, require_user
 from shopflow_kit.http import client_address
 from shopflow_kit.openapi import Link, operation
 
@@ -27,6 +27,7 @@ from auth_service.schemas import (
 )
 
 bp = Blueprint("auth", url_prefix="/auth")
+internal = Blueprint("auth_internal", url_prefix="/internal")
 
 #: The shopper's own token, from a login's answer, on the operation a link leads to.
 _BEARER = {"header.Authorization": "Bearer {$response.body#/access_token}"}
@@ -209,3 +210,15 @@ async def token(request: Request) -> HTTPResponse:
         access_token=access_token, expires_in=request.app.ctx.minter.ttl, scope=" ".join(scopes)
     )
     return json(body.model_dump(), headers={"Cache-Control": "no-store"})
+
+
+# --- internal: notify-hub's service token with users:read ------------------------------
+
+
+@internal.get("/users/<user_id:str>")
+@require_scope("users:read")
+async def internal_user(request: Request, user_id: str) -> HTTPResponse:
+    user = await service.find_user(user_id)
+    return json(
+        MeOut(id=user.id, email=user.email, name=user.name, role=user.role).model_dump(mode="json")
+    )

@@ -12,7 +12,7 @@ from shopflow_kit.outbox import relay_task
 from shopflow_kit.security import TokenVerifier
 
 from auth_service import service
-from auth_service.api import bp
+from auth_service.api import bp, internal
 from auth_service.config import MODELS, SERVICE, Settings
 from auth_service.keys import key_ring
 
@@ -44,7 +44,7 @@ def create_app() -> Sanic[Any, Any]:
     return kit_create_app(
         SERVICE,
         settings,
-        [bp],
+        [bp, internal],
         MODELS,
         startup=[prepare_keys],
         background=[housekeeping, relay_task(settings)],

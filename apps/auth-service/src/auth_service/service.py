@@ -109,6 +109,18 @@ async def register(email: str, password: str, name: str, *, role: str = "custome
     return user
 
 
+async def find_user(user_id: str) -> User:
+    """A user by id; 404 for unknown ids and non-UUIDs alike."""
+    try:
+        uid = uuid.UUID(user_id)
+    except ValueError:
+        raise Problem(404, "no such user") from None
+    user = await User.get_or_none(id=uid)
+    if user is None:
+        raise Problem(404, "no such user")
+    return user
+
+
 # --- login and throttling ----------------------------------------------------
 
 

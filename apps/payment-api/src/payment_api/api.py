@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request, json
-from shopflow_kit import json_body, require_scope, require_user
+from shopflow_kit import json_body, parse_query, require_scope, require_user
 from shopflow_kit.idempotency import idempotent_response
 from shopflow_kit.openapi import operation
 
 from payment_api import service
-from payment_api.schemas import ChargeIn, PaymentOut
+from payment_api.schemas import ChargeIn, OrderPaymentsQuery, PaymentOut
 
 bp = Blueprint("payments", url_prefix="/payments")
 internal = Blueprint("payments_internal", url_prefix="/internal")
@@ -47,6 +47,14 @@ async def charge(request: Request, body: ChargeIn) -> HTTPResponse:
         fingerprint_key=ctx.idempotency_key,
         conflict_in_flight=True,
     )
+
+
+@internal.get("/payments")
+@require_scope("payments:charge")
+async def payments_of_order(request: Request) -> HTTPResponse:
+    """The payments of ``?order_id=``: how order-mgmt learns a lost charge's outcome."""
+    query = parse_query(request, OrderPaymentsQuery)
+    return json({"items": await service.payments_of_order(query.order_id)})
 
 
 @internal.post("/payments/<payment_id:str>/refund")

@@ -108,3 +108,10 @@ class InternalPaymentOut(PaymentOut):
 
     customer_id: UUID
     refunded_at: datetime | None
+
+
+class OrderPaymentsQuery(BaseModel):
+    """``GET /internal/payments?order_id=``: the payments of one order."""
+
+    model_config = ConfigDict(extra="forbid")
+    order_id: UUID

@@ -81,6 +81,11 @@ def decline_body(payment: Payment, code: DeclineCode) -> dict[str, Any]:
     )
 
 
+async def _lock_order(conn: Any, order_id: uuid.UUID) -> None:
+    """The order's charge lock, held until the transaction ends."""
+    await conn.execute_query(_ORDER_LOCK, [f"payment-api:order:{order_id}"])
+
+
 def _parse_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -123,7 +128,7 @@ async def charge(acquirer: Acquirer, fingerprint_key: bytes, body: ChargeIn) -> 
     decline or a processing failure (the payment row is kept, its id answered).
     """
     async with in_transaction() as conn:
-        await conn.execute_query(_ORDER_LOCK, [f"payment-api:order:{body.order_id}"])
+        await _lock_order(conn, body.order_id)
         paid = await Payment.filter(order_id=body.order_id, status=PaymentStatus.CAPTURED).first()
         if paid is not None:
             return 200, internal_body(paid)
@@ -213,6 +218,20 @@ async def refund(acquirer: Acquirer, payment_id: str) -> dict[str, Any]:
         )
     log.info("payment refunded", extra={"payment_id": str(payment.id)})
     return internal_body(payment)
+
+
+async def payments_of_order(order_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every payment of an order, oldest first, once no charge of it is in flight.
+
+    order-mgmt asks this when it lost a charge's answer (it crashed, or the call
+    timed out) and cannot replay the charge: it never stores the card. Taking the
+    order's charge lock first means a charge still running is waited for, so the
+    answer is never "not charged" for a charge about to commit.
+    """
+    async with in_transaction() as conn:
+        await _lock_order(conn, order_id)
+        payments = await Payment.filter(order_id=order_id).order_by("created_at", "id")
+    return [internal_body(p) for p in payments]
 
 
 async def get_payment(principal: Principal, payment_id: str) -> dict[str, Any]:

@@ -30,8 +30,8 @@ def create_app(
 ) -> Sanic[Any, Any]:
     """Build ``service``'s Sanic app.
 
-    The service's first public prefix (``/auth``, ``/products``) is where its
-    OpenAPI document is served: ``<prefix>/openapi.json``.
+    The service's public OpenAPI document is served under each of its public
+    prefixes: ``/auth/openapi.json``, ``/products/openapi.json``, ...
     ``startup`` coroutines run after the database is up and before the first
     request; ``background`` coroutines then run until the server stops (the
     outbox relay, sweepers).

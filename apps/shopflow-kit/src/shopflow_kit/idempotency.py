@@ -1,10 +1,20 @@
 """Idempotency keys with Stripe's semantics.
 
-The key's row is inserted in the same transaction as the work. A concurrent
-duplicate's ``INSERT ... ON CONFLICT DO NOTHING`` waits on the unique index
-until the first transaction ends, then reads the stored response, so the work
-runs once with no check-then-act race. If the work fails, the transaction rolls
-back and the key is free again: nothing is half-written.
+Two ways to hold a key:
+
+- :func:`run_once` for work that fits in one transaction. The key's row is
+  inserted in the same transaction as the work. A concurrent duplicate's
+  ``INSERT ... ON CONFLICT DO NOTHING`` waits on the unique index until the
+  first transaction ends, then reads the stored response, so the work runs once
+  with no check-then-act race (or, with ``conflict_in_flight``, gets 409 at
+  once). If the work fails, the transaction rolls back and the key is free
+  again: nothing is half-written.
+- :func:`claim` / :func:`complete` / :func:`release` for work that commits as
+  it goes and calls other services (order-mgmt's checkout saga). The claim is
+  committed at once with a lease (held in ``expires_at`` until the response is
+  stored): a duplicate arriving meanwhile gets 409 + ``Retry-After`` instead of
+  waiting on a lock, and a holder that crashed loses the key when its lease runs
+  out, so the next request with the key takes over and finishes the work.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +30,7 @@ from typing import Any
 
 from sanic import HTTPResponse, Request
 from sanic import json as json_response
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from shopflow_kit.errors import PROBLEM_JSON, Problem
@@ -42,9 +54,9 @@ class StoredResponse:
 def fingerprint(method: str, path: str, body: bytes, *, key: bytes | None = None) -> str:
     """Same request, same fingerprint: JSON bodies are compared as data, not bytes.
 
-    With ``key`` the fingerprint is an HMAC-SHA256: a body holding a secret with
-    few unknown digits (a card number, a CVC) must not be stored as a plain hash,
-    which anyone holding the table could brute-force.
+    With ``key`` the fingerprint is an HMAC-SHA256: needed when the body holds
+    something guessable that must not be recoverable from the stored row (a card
+    number has few enough unknown digits to brute-force a plain hash).
     """
     try:
         canonical = json.dumps(decode_json(body), sort_keys=True, separators=(",", ":"))
@@ -74,9 +86,20 @@ _INSERT = (
 )
 
 
-def _in_flight() -> Problem:
+def mismatch() -> Problem:
+    """422: the key was first used with a different request."""
     return Problem(
-        409, f"this {HEADER} is being reused concurrently; retry", headers={"Retry-After": "1"}
+        422,
+        f"this {HEADER} was already used with a different request",
+        title="Idempotency key reused",
+    )
+
+
+def _in_flight(retry_after: int = 1) -> Problem:
+    return Problem(
+        409,
+        f"a request with this {HEADER} is still in progress; retry",
+        headers={"Retry-After": str(retry_after)},
     )
 
 
@@ -123,13 +146,81 @@ async def run_once(
                 await record.delete()
                 continue
             if record.fingerprint != request_fingerprint:
-                raise Problem(
-                    422,
-                    f"this {HEADER} was already used with a different request",
-                    title="Idempotency key reused",
-                )
+                raise mismatch()
             return StoredResponse(record.status_code or 200, record.response, replayed=True)
     raise _in_flight()
+
+
+async def claim(
+    scope: str, key: str, request_fingerprint: str, *, lease: timedelta
+) -> StoredResponse | None:
+    """Hold (scope, key) for work that commits step by step; see the module docstring.
+
+    Returns the stored response to replay, or None when the caller now holds the
+    key for ``lease`` and must end with :func:`complete` (or :func:`release`).
+    Raises 409 (with ``Retry-After``) while another holder's lease runs and 422
+    when the key was used with a different request.
+    """
+    async with in_transaction() as conn:
+        for _ in range(3):
+            now = datetime.now(UTC)
+            rows = await conn.execute_query_dict(
+                _INSERT, [scope, key, request_fingerprint, now, now + lease]
+            )
+            if rows:
+                return None
+            record = (
+                await IdempotencyRecord.filter(scope=scope, key=key).select_for_update().first()
+            )
+            if record is None:
+                continue  # deleted between our insert and read; try again
+            if record.status_code is not None:
+                if record.expires_at <= now:
+                    await record.delete()
+                    continue
+                if record.fingerprint != request_fingerprint:
+                    raise mismatch()
+                return StoredResponse(record.status_code, record.response, replayed=True)
+            # Still in flight: the key stays bound to its first request even
+            # after the holder's lease ran out.
+            if record.fingerprint != request_fingerprint:
+                raise mismatch()
+            if record.expires_at > now:
+                raise _in_flight(max(1, math.ceil((record.expires_at - now).total_seconds())))
+            record.expires_at = now + lease  # the holder is gone: take over
+            await record.save(update_fields=["expires_at"])
+            return None
+    raise _in_flight(1)
+
+
+async def complete(scope: str, key: str, status: int, body: Any, *, ttl: timedelta = TTL) -> None:
+    """Store the final response of a claimed key; replayed for ``ttl`` from the first request."""
+    record = await IdempotencyRecord.get_or_none(scope=scope, key=key)
+    if record is None or record.status_code is not None:
+        return  # purged, or another holder (after a takeover) stored the same result first
+    await IdempotencyRecord.filter(id=record.id, status_code=None).update(
+        status_code=status, response=body, expires_at=record.created_at + ttl
+    )
+
+
+async def release(scope: str, key: str) -> None:
+    """Give a claimed key back without a result, so the next request with it takes over at once."""
+    await IdempotencyRecord.filter(scope=scope, key=key, status_code=None).update(
+        expires_at=datetime.now(UTC)
+    )
+
+
+def stored_json(stored: StoredResponse) -> HTTPResponse:
+    """A stored response as Sanic's; problem bodies keep ``application/problem+json``."""
+    is_problem = isinstance(stored.body, dict) and stored.status >= 400 and "title" in stored.body
+    response = json_response(
+        stored.body,
+        status=stored.status,
+        content_type=PROBLEM_JSON if is_problem else "application/json",
+    )
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 async def idempotent_response(
@@ -152,17 +243,16 @@ async def idempotent_response(
     stored = await run_once(
         scope, key, request_fingerprint, work, conflict_in_flight=conflict_in_flight
     )
-    is_problem = isinstance(stored.body, dict) and stored.status >= 400 and "title" in stored.body
-    response = json_response(
-        stored.body,
-        status=stored.status,
-        content_type=PROBLEM_JSON if is_problem else "application/json",
-    )
-    if stored.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return response
+    return stored_json(stored)
 
 
 async def purge_expired() -> int:
-    """Delete expired keys; returns how many were removed."""
-    return await IdempotencyRecord.filter(expires_at__lte=datetime.now(UTC)).delete()
+    """Delete expired keys; returns how many were removed.
+
+    A claim whose holder vanished keeps its row for the full TTL: until then the
+    key stays bound to its first request (a different body still gets 422).
+    """
+    now = datetime.now(UTC)
+    return await IdempotencyRecord.filter(
+        Q(status_code__isnull=False) | Q(created_at__lte=now - TTL), expires_at__lte=now
+    ).delete()

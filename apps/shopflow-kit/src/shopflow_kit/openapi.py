@@ -21,7 +21,7 @@ same models that validate and serialise), so it cannot drift from the code:
   ["admin"]}``, as OpenAPI 3.1 allows for non-OAuth schemes);
 - only public operations are listed: ``/internal/...``, ``/health``, ``/ready``
   and ``/metrics`` are not routed by the gateway, so they are not in the public
-  document served at ``<prefix>/openapi.json``.
+  document served at ``<prefix>/openapi.json`` (under each public prefix).
 
 Why not sanic-ext's builder: it emits OpenAPI 3.0 around pydantic v2 schemas
 (which are JSON Schema 2020-12, i.e. OpenAPI 3.1), loses ``required`` and can
@@ -320,7 +320,11 @@ def build(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> dict[str
 
 
 def install(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> None:
-    """Serve the public document at ``<first prefix>/openapi.json``, built once."""
+    """Serve the public document at ``<prefix>/openapi.json`` for each prefix, built once.
+
+    A service with several prefixes (order-mgmt's ``/cart`` and ``/orders``)
+    serves the same document under each, so every routed prefix documents itself.
+    """
     prefixes = tuple(prefixes)
     cache: dict[str, dict[str, Any]] = {}
 
@@ -329,4 +333,6 @@ def install(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> None:
             cache["doc"] = build(request.app, title, prefixes)
         return json(cache["doc"])
 
-    app.add_route(openapi_json, f"{prefixes[0]}/openapi.json", methods=["GET"], name="openapi")
+    for index, prefix in enumerate(prefixes):
+        name = "openapi" if index == 0 else f"openapi_{index}"
+        app.add_route(openapi_json, f"{prefix}/openapi.json", methods=["GET"], name=name)

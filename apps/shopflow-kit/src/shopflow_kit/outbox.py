@@ -7,8 +7,6 @@ events at least once; receivers de-duplicate on the event id.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import uuid
@@ -21,6 +19,7 @@ from tortoise.transactions import in_transaction
 from shopflow_kit.config import ServiceSettings
 from shopflow_kit.models import OutboxEvent
 from shopflow_kit.service_client import ServiceTokenClient
+from shopflow_kit.worker import PollingWorker
 
 log = logging.getLogger("shopflow.outbox")
 
@@ -54,8 +53,10 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
-class OutboxRelay:
+class OutboxRelay(PollingWorker):
     """Delivers pending events; safe to run in every replica (rows are locked, skipped)."""
+
+    failure_message = "outbox relay round failed"
 
     def __init__(
         self,
@@ -66,16 +67,10 @@ class OutboxRelay:
         base_delay: float = 0.5,
         max_delay: float = 60.0,
     ) -> None:
+        super().__init__(batch_size=batch_size, poll_interval=poll_interval, log=log)
         self.deliver = deliver
-        self.batch_size = batch_size
-        self.poll_interval = poll_interval
         self.base_delay = base_delay
         self.max_delay = max_delay
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """Skip the wait before the next round (after a publish, say)."""
-        self._wake.set()
 
     async def run_once(self) -> int:
         """Deliver one batch of due events; return how many were delivered."""
@@ -105,22 +100,6 @@ class OutboxRelay:
                     await event.save(update_fields=["delivered_at"])
                     delivered += 1
         return delivered
-
-    async def run(self) -> None:
-        """Relay forever; cancel the task to stop. Database hiccups are logged and retried."""
-        while True:
-            try:
-                delivered = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay round failed")
-                delivered = 0
-            if delivered >= self.batch_size:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
 
 class HttpEventSink:

@@ -64,6 +64,7 @@ def local_secrets(state: Path) -> dict[str, object]:
         "clients": {s.name: secrets.token_urlsafe(32) for s in SERVICES},
         "key_encryption_key": secrets.token_urlsafe(32),
         "admin_password": secrets.token_urlsafe(18),
+        "order_fingerprint_key": secrets.token_urlsafe(32),
         "card_fingerprint_key": secrets.token_urlsafe(48),
     }
     data: dict[str, object] = json.loads(path.read_text()) if path.exists() else {}
@@ -102,6 +103,8 @@ def service_env(
         env[f"{p}KEY_ENCRYPTION_KEY"] = str(state_secrets["key_encryption_key"])
         env[f"{p}SEED_ADMIN_EMAIL"] = ADMIN_EMAIL
         env[f"{p}SEED_ADMIN_PASSWORD"] = str(state_secrets["admin_password"])
+    if service.name == "order-mgmt":
+        env[f"{p}FINGERPRINT_KEY"] = str(state_secrets["order_fingerprint_key"])
     if service.name == "payment-api":
         env[f"{p}CARD_FINGERPRINT_KEY"] = str(state_secrets["card_fingerprint_key"])
     if service.name == "notify-hub":

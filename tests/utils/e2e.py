@@ -1,18 +1,20 @@
-"""The whole local platform (`shopctl up`) on free ports, for the tests that go through its gateway.
+"""The whole local platform (`shopctl up`) on free ports, for the tests through its gateway.
 
-The session-wide ``platform`` fixture (tests/conftest.py) is shared by tests/e2e and
-tests/contracts, so `make test` starts one platform for all of them.
+The session's ``platform`` fixture is re-exported by the root tests/conftest.py, so
+tests/e2e and tests/contracts share one platform in a `make test` run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -112,3 +114,12 @@ def start_platform() -> Platform:
         time.sleep(0.2)
     running.children = psutil.Process(process.pid).children(recursive=True)
     return running
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    """One platform for the session, shared by tests/e2e and tests/contracts."""
+    running = start_platform()
+    yield running
+    running.stop()
+    shutil.rmtree(running.state.parent, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""notify-hub: exactly-once emails from at-least-once events."""
