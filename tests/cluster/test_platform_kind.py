@@ -171,14 +171,14 @@ def test_the_seed_checks_hold_through_the_ingress(k8s: Any) -> None:
             },
         },
     }
-    service = {
+    postgres_service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "postgres", "namespace": "shopflow-db"},
         "spec": {"selector": {"app": "postgres"}, "ports": [{"port": 5432}]},
     }
     run(*kubectl, "create", "namespace", "shopflow-db")
-    run(*kubectl, "apply", "-f", "-", stdin=yaml.safe_dump_all([postgres, service]))
+    run(*kubectl, "apply", "-f", "-", stdin=yaml.safe_dump_all([postgres, postgres_service]))
     run(*kubectl, "-n", "shopflow-db", "rollout", "status", "deploy/postgres", "--timeout=300s")
     for s in SERVICES:
         psql = ["psql", "-U", "postgres", "-c", f"CREATE DATABASE {s.database}"]
