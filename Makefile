@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 
 ENV ?= prod
 
-.PHONY: help setup up test check bench load policy
+.PHONY: help setup up test check bench load fuzz policy
 
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
@@ -21,6 +21,7 @@ help:
 	@echo "make check  ruff, format, mypy, import layering, hadolint, zizmor and actionlint"
 	@echo "make bench  benchmarks that print side-by-side ratios (wrk)"
 	@echo "make load   a Locust shopper mix through the gateway, bounded in time"
+	@echo "make fuzz   schemathesis on every public OpenAPI document, long run (FUZZ_ARGS)"
 	@echo "make policy ENV=prod  policy reports for an environment (reports/<env>/)"
 	@echo "make setup  install uv, the Python workspace and the pinned Helm (idempotent)"
 
@@ -50,6 +51,9 @@ bench: setup
 
 load: setup
 	@$(VENV)/python -m tests.load.shopper $(LOAD_ARGS)
+
+fuzz: setup
+	@$(VENV)/python -m tests.contracts.fuzz $(FUZZ_ARGS)
 
 policy: setup
 	@$(VENV)/shopctl policy --env $(ENV)

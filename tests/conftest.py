@@ -14,6 +14,8 @@ import pytest
 import pytest_asyncio
 from shopctl.pg import LocalPostgres, create_database, drop_database
 
+from tests.utils.e2e import platform  # noqa: F401 (one `shopctl up` for the session)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

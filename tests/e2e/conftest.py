@@ -1,5 +1,2 @@
-"""Fixtures for tests/e2e; they live in tests/utils/e2e.py with its helpers."""
-
-from tests.utils.e2e import (  # noqa: F401 (pytest finds fixtures and hooks by name)
-    platform,
-)
+"""tests/e2e: helpers live in tests/utils/e2e.py; the session's ``platform`` fixture is
+re-exported by the root tests/conftest.py, so tests/contracts shares the same one."""

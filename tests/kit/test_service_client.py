@@ -61,3 +61,24 @@ async def test_wrong_secret_fails_clearly(issuer: TokenIssuer) -> None:
             await client.get(f"{issuer.url}/auth/.well-known/jwks.json")
     finally:
         await client.aclose()
+
+
+async def test_cluster_names_are_resolved_by_the_client(issuer: TokenIssuer) -> None:
+    """Code may name a service as in the cluster; ``resolve`` maps it to where it is here."""
+
+    def resolve(url: str) -> str:
+        return url.replace("http://user-auth:4000", issuer.url)
+
+    client = ServiceTokenClient(
+        "http://user-auth:4000/auth/oauth/token",
+        "order-mgmt",
+        "order-secret",
+        ["widgets:read"],
+        resolve=resolve,
+    )
+    try:
+        response = await client.get("http://user-auth:4000/auth/.well-known/jwks.json")
+        assert response.status_code == 200 and response.json()["keys"]
+        assert client.token_url == f"{issuer.url}/auth/oauth/token"
+    finally:
+        await client.aclose()

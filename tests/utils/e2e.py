@@ -1,4 +1,8 @@
-"""The whole local platform (`shopctl up`), started once for the end-to-end tests."""
+"""The whole local platform (`shopctl up`) on free ports, for the tests through its gateway.
+
+The session's ``platform`` fixture is re-exported by the root tests/conftest.py, so
+tests/e2e and tests/contracts share one platform in a `make test` run.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
+from unittest import mock
 
 import psutil
 import pytest
 from shopctl.pg import free_port
+from shopctl.runner import ADMIN_EMAIL, service_env
+from shopctl.services import lookup
+from shopctl.smtp import read_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 PORTS = (
@@ -47,6 +56,27 @@ class Platform:
     @property
     def secrets(self) -> dict:
         return json.loads((self.state / "secrets.json").read_text())
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        """The local admin `shopctl up` seeded: (email, generated password)."""
+        return ADMIN_EMAIL, str(self.secrets["admin_password"])
+
+    def mail(self) -> list[Message]:
+        """Every message the SMTP sink kept (a Maildir in the state folder), oldest first."""
+        return list(read_messages(self.state / "mail"))
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """The settings `shopctl up` gives a service, with this platform's ports."""
+        service = lookup(name)
+        ports = {f"SHOPFLOW_PORT_{k}": str(v) for k, v in self.ports.items()}
+        with mock.patch.dict(os.environ, ports):
+            database = (
+                f"postgresql://postgres@127.0.0.1:{self.ports['POSTGRES']}/{service.database}"
+            )
+            return service_env(
+                service, database, self.secrets, self.ports["GATEWAY"], self.ports["SMTP"]
+            )
 
     def output(self) -> str:
         return self.log.read_text()
@@ -88,7 +118,7 @@ def start_platform() -> Platform:
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
-    """One platform shared by the API flow tests."""
+    """One platform for the session, shared by tests/e2e and tests/contracts."""
     running = start_platform()
     yield running
     running.stop()

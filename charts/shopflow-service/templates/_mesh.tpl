@@ -107,8 +107,8 @@ spec:
 
 {{/*
 ALLOW by workload identity, per path: the ingress gateway may call the public
-prefixes, named callers their paths, and every ShopFlow service user-auth's
-JWKS and token endpoints. Anything else is denied by the namespace default.
+prefixes, named callers their paths and GET /health, and every ShopFlow service
+user-auth's JWKS and token endpoints. Anything else is denied by the namespace default.
 */}}
 {{- define "shopflow-service.authorizationpolicy" -}}
 {{- $ns := .Release.Namespace -}}
@@ -150,5 +150,18 @@ spec:
             {{- end }}
             paths:
               {{- toYaml .paths | nindent 14 }}
+    {{- end }}
+    {{- with .Values.mesh.callers }}
+    {{- /* A caller may check its callee's liveness by name (GET /health does no I/O). */}}
+    - from:
+        - source:
+            principals:
+              {{- range . }}
+              - {{ include "shopflow-service.principal" (dict "namespace" $ns "serviceAccount" .serviceAccount) }}
+              {{- end }}
+      to:
+        - operation:
+            methods: [GET]
+            paths: [/health]
     {{- end }}
 {{- end -}}

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, unquote
 from sanic import Blueprint, HTTPResponse, Request, json
 from shopflow_kit import Problem, json_body, require_scope, require_user
 from shopflow_kit.http import client_address
-from shopflow_kit.openapi import operation
+from shopflow_kit.openapi import Link, operation
 
 from auth_service import service
 from auth_service.models import User
@@ -29,6 +29,10 @@ from auth_service.schemas import (
 bp = Blueprint("auth", url_prefix="/auth")
 internal = Blueprint("auth_internal", url_prefix="/internal")
 
+#: The shopper's own token, from a login's answer, on the operation a link leads to.
+_BEARER = {"header.Authorization": "Bearer {$response.body#/access_token}"}
+_REFRESH = {"refresh_token": "$response.body#/refresh_token"}
+
 
 def _pair(pair: service.TokenPair) -> HTTPResponse:
     body = TokenPairOut(
@@ -38,7 +42,22 @@ def _pair(pair: service.TokenPair) -> HTTPResponse:
 
 
 @bp.post("/register")
-@operation("Register a customer account", responses={201: UserOut}, problems=[409])
+@operation(
+    "Register a customer account",
+    responses={201: UserOut},
+    problems=[409],
+    links={
+        201: {
+            "Login": Link(
+                "login",
+                request_body={
+                    "email": "$request.body#/email",
+                    "password": "$request.body#/password",
+                },
+            )
+        }
+    },
+)
 @json_body(RegisterIn)
 async def register(request: Request, body: RegisterIn) -> HTTPResponse:
     user = await service.register(str(body.email), body.password, body.name)
@@ -49,7 +68,27 @@ async def register(request: Request, body: RegisterIn) -> HTTPResponse:
 
 
 @bp.post("/login")
-@operation("Log in", responses={200: TokenPairOut}, problems=[401, 429])
+@operation(
+    "Log in",
+    responses={200: TokenPairOut},
+    problems=[401, 429],
+    links={
+        200: {
+            "Me": Link("me", parameters=_BEARER),
+            "Refresh": Link("refresh", request_body=_REFRESH),
+            "Logout": Link("logout", request_body=_REFRESH),
+            "AddToCart": Link(
+                service="order-mgmt",
+                method="PUT",
+                path="/cart/items/{product_id}",
+                parameters=_BEARER,
+            ),
+            "Notifications": Link(
+                service="notify-hub", method="GET", path="/notifications", parameters=_BEARER
+            ),
+        }
+    },
+)
 @json_body(LoginIn)
 async def login(request: Request, body: LoginIn) -> HTTPResponse:
     pair = await service.login(

@@ -7,7 +7,7 @@ import uuid
 from sanic import Blueprint, HTTPResponse, Request, json
 from shopflow_kit import Problem, json_body, parse_query, require_role, require_scope
 from shopflow_kit.http import cached_json, page_body
-from shopflow_kit.openapi import Page, operation
+from shopflow_kit.openapi import Link, Page, operation
 
 from catalog_api import service
 from catalog_api.schemas import (
@@ -20,6 +20,27 @@ from catalog_api.schemas import (
 )
 
 bp = Blueprint("catalog")
+
+
+def _product_links(id_expression: str, *, admin: bool = False) -> dict[str, Link]:
+    """Where a product's id leads: its page, the shopper's cart, and the admin's edits."""
+    product = {"product_id": id_expression}
+    links = {
+        "GetProduct": Link("get_product", parameters=product),
+        "AddToCart": Link(
+            service="order-mgmt",
+            method="PUT",
+            path="/cart/items/{product_id}",
+            parameters=product,
+            request_body={"quantity": 1},
+        ),
+    }
+    if admin:
+        links["UpdateProduct"] = Link("update_product", parameters=product)
+        links["DeleteProduct"] = Link("delete_product", parameters=product)
+    return links
+
+
 internal = Blueprint("catalog_internal", url_prefix="/internal")
 
 
@@ -34,6 +55,7 @@ internal = Blueprint("catalog_internal", url_prefix="/internal")
     "responses' max-age); prices and `stock_available` are always read live.",
     responses={200: Page[ProductOut], 304: None},
     query=ProductQuery,
+    links={200: _product_links("$response.body#/items/0/id")},
 )
 async def list_products(request: Request) -> HTTPResponse:
     query = parse_query(request, ProductQuery)
@@ -42,7 +64,12 @@ async def list_products(request: Request) -> HTTPResponse:
 
 
 @bp.get("/products/<product_id:str>")
-@operation("One product", responses={200: ProductOut, 304: None}, problems=[404])
+@operation(
+    "One product",
+    responses={200: ProductOut, 304: None},
+    problems=[404],
+    links={200: _product_links("$response.body#/id")},
+)
 async def get_product(request: Request, product_id: str) -> HTTPResponse:
     return cached_json(request, await service.get_product(product_id))
 
@@ -54,7 +81,12 @@ async def list_categories(request: Request) -> HTTPResponse:
 
 
 @bp.post("/products")
-@operation("Create a product (admin)", responses={201: ProductOut}, problems=[409])
+@operation(
+    "Create a product (admin)",
+    responses={201: ProductOut},
+    problems=[409],
+    links={201: _product_links("$response.body#/id", admin=True)},
+)
 @require_role("admin")
 @json_body(ProductIn)
 async def create_product(request: Request, body: ProductIn) -> HTTPResponse:

@@ -8,7 +8,7 @@ from sanic import Blueprint, HTTPResponse, Request, json
 from shopflow_kit import json_body, parse_query, require_role
 from shopflow_kit.http import page_body
 from shopflow_kit.idempotency import HEADER, stored_json, validate_key
-from shopflow_kit.openapi import Page, operation
+from shopflow_kit.openapi import Link, Page, operation
 
 from order_mgmt import service
 from order_mgmt.schemas import CartLineIn, CartOut, CheckoutIn, OrderOut, OrderQuery
@@ -16,6 +16,30 @@ from order_mgmt.schemas import CartLineIn, CartOut, CheckoutIn, OrderOut, OrderQ
 bp = Blueprint("orders")
 
 customer_only = require_role("customer")
+
+#: A checkout the sandbox approves (its test card), for the links that lead to one.
+_SANDBOX_CHECKOUT = {
+    "payment": {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"},
+    "shipping_address": {
+        "name": "Link Shopper",
+        "line1": "1 Gateway Road",
+        "city": "Mesh",
+        "postal_code": "4000",
+        "country": "GB",
+    },
+}
+_ORDER = {"order_id": "$response.body#/id"}
+#: Where a placed or cancelled order leads: itself, its payment, its cancellation.
+_ORDER_LINKS = {
+    "GetOrder": Link("get_order", parameters=_ORDER),
+    "CancelOrder": Link("cancel_order", parameters=_ORDER),
+    "GetPayment": Link(
+        service="payment-api",
+        method="GET",
+        path="/payments/{payment_id}",
+        parameters={"payment_id": "$response.body#/payment_id"},
+    ),
+}
 
 
 def _deps(request: Request) -> service.Deps:
@@ -50,6 +74,12 @@ async def view_cart(request: Request) -> HTTPResponse:
     "or for a product in another currency than the cart's.",
     responses={200: CartOut},
     problems=[404, 409, 503],
+    links={
+        200: {
+            "ViewCart": Link("view_cart"),
+            "Checkout": Link("place_order", request_body=_SANDBOX_CHECKOUT),
+        }
+    },
 )
 @customer_only
 @json_body(CartLineIn)
@@ -87,6 +117,7 @@ async def empty_cart(request: Request) -> HTTPResponse:
     "the order keeps its step and a retry with the same key returns the final result.",
     responses={201: OrderOut},
     problems=[402, 409, 503],
+    links={201: _ORDER_LINKS},
     headers={HEADER: "Required. Repeating a request with the same key replays its result."},
 )
 @customer_only
@@ -109,7 +140,12 @@ async def list_orders(request: Request) -> HTTPResponse:
 
 
 @bp.get("/orders/<order_id:str>")
-@operation("One of the caller's orders", responses={200: OrderOut}, problems=[404])
+@operation(
+    "One of the caller's orders",
+    responses={200: OrderOut},
+    problems=[404],
+    links={200: _ORDER_LINKS},
+)
 @customer_only
 async def get_order(request: Request, order_id: str) -> HTTPResponse:
     return json(await service.get_order(_customer(request), order_id))

@@ -28,6 +28,13 @@ async def housekeeping(app: Sanic[Any, Any]) -> None:
         await asyncio.sleep(600)
 
 
+async def load_keys(app: Sanic[Any, Any]) -> None:
+    """Serving needs the fingerprint key; building the app (``openapi``) does not."""
+    settings: Settings = app.ctx.settings
+    app.ctx.card_fingerprint_key = settings.derived_key("card-fingerprint")
+    app.ctx.idempotency_key = settings.derived_key("idempotency-fingerprint")
+
+
 def create_app() -> Sanic[Any, Any]:
     settings = Settings()
     app = kit_create_app(
@@ -35,12 +42,11 @@ def create_app() -> Sanic[Any, Any]:
         settings,
         [bp, internal],
         MODELS,
+        startup=[load_keys],
         background=[
             housekeeping,
             relay_task(settings, poll_interval=settings.outbox_poll_seconds),
         ],
     )
     app.ctx.acquirer = acquirer_for(settings)
-    app.ctx.card_fingerprint_key = settings.derived_key("card-fingerprint")
-    app.ctx.idempotency_key = settings.derived_key("idempotency-fingerprint")
     return app

@@ -3,7 +3,9 @@
 The same entry point serves ``shopctl`` locally (as a subprocess), the chart's
 migration Job and ``kubectl exec`` in the cluster, so an operation always runs
 inside the service's own image with the service's own settings. Every service
-gets ``migrate`` and ``openapi`` (prints its public document); a service adds
+gets ``migrate``, ``openapi`` (prints its public document) and ``reach URL``
+(a GET as this service makes it, cluster names such as
+``http://catalog-api:4000/health`` included); a service adds
 its own operations (``seed``, user-auth's ``create-admin`` and ``rotate-keys``)
 as :class:`Operation` objects.
 
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from shopflow_kit import openapi
@@ -77,6 +80,31 @@ def _openapi_operation(package: str) -> Operation:
     )
 
 
+def _reach_operation() -> Operation:
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("url", help="for example http://catalog-api:4000/health")
+
+    async def run(settings: ServiceSettings, args: argparse.Namespace) -> str:
+        url = settings.resolve_url(args.url)
+        via = "" if url == args.url else f" (via {url})"
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise OperationError(f"GET {args.url}{via}: {type(exc).__name__} {exc}") from None
+        if response.status_code >= 400:
+            raise OperationError(f"GET {args.url}{via} answered {response.status_code}")
+        return f"GET {args.url}{via}: {response.status_code}"
+
+    return Operation(
+        "reach",
+        "GET a URL as this service would (cluster names resolve as they do for it)",
+        run,
+        configure,
+        needs_database=False,
+    )
+
+
 async def _execute(
     operation: Operation, settings: ServiceSettings, models: str | None, args: argparse.Namespace
 ) -> str:
@@ -97,7 +125,12 @@ def run(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse ``argv`` and run one operation; returns the process exit code."""
-    known = [_migrate_operation(models), _openapi_operation(package), *operations]
+    known = [
+        _migrate_operation(models),
+        _openapi_operation(package),
+        _reach_operation(),
+        *operations,
+    ]
     parser = argparse.ArgumentParser(prog=f"python -m {package}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     for operation in known:

@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from shopflow_kit.registry import CLUSTER_PORT, SERVICES
+
 #: Where the cluster mounts the service's Secret, one file per setting
 #: (``SHOPFLOW_<IMAGE>_DATABASE_URL``, ...). Files, not env vars: they do not
 #: leak into child processes, crash dumps or `kubectl describe`.
@@ -80,6 +82,29 @@ class ServiceSettings(BaseSettings):
     # OAuth2 client credentials this service uses to call other services.
     oauth_client_id: str | None = None
     oauth_client_secret: SecretStr | None = None
+
+    def resolve_url(self, url: str) -> str:
+        """Where this process reaches a URL that names a service by its cluster name.
+
+        ``http://catalog-api:4000/health`` (or ``catalog-api.<ns>.svc.cluster.local``)
+        means the catalog-api Service on its cluster port: it is sent to this
+        process's ``catalog_api_url``, which is that same address in the cluster
+        and ``http://127.0.0.1:<local port>`` under ``shopctl up``. So code,
+        operators and the seed checks can use cluster names everywhere; any other
+        URL is returned unchanged.
+        """
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        name, _, domain = host.partition(".")
+        service = next((s for s in SERVICES if s.name == name), None)
+        cluster_domain = domain == "" or domain.endswith("svc.cluster.local")
+        if service is None or not cluster_domain or parts.scheme != "http":
+            return url
+        if (parts.port or 80) != CLUSTER_PORT:
+            return url
+        base = urlsplit(str(getattr(self, service.url_setting)))
+        path = base.path.rstrip("/") + parts.path
+        return urlunsplit((base.scheme, base.netloc, path, parts.query, parts.fragment))
 
     @property
     def jwks_url(self) -> str:

@@ -11,6 +11,14 @@ same models that validate and serialise), so it cannot drift from the code:
   every error status has the shared RFC 9457 ``Problem`` schema;
 - ``securitySchemes`` declares the bearer scheme that ``security`` uses;
 - operationIds are unique (building fails otherwise);
+- ``links`` say how one response feeds another operation (a created order's id
+  to ``GET /orders/{order_id}``), within the document by operationId or to
+  another service's document by ``operationRef``: schemathesis follows them in
+  its stateful runs (tests/contracts);
+- operations whose URL carries client data (a query or path parameters) document
+  the gateway's 414 for a request line over ``limits.MAX_REQUEST_LINE_BYTES``;
+- role-restricted operations name their role in ``security`` (``{"bearer":
+  ["admin"]}``, as OpenAPI 3.1 allows for non-OAuth schemes);
 - only public operations are listed: ``/internal/...``, ``/health``, ``/ready``
   and ``/metrics`` are not routed by the gateway, so they are not in the public
   document served at ``<prefix>/openapi.json`` (under each public prefix).
@@ -31,6 +39,8 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sanic import HTTPResponse, Request, Sanic, json
+
+from shopflow_kit.registry import lookup
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +81,45 @@ class Page(BaseModel, Generic[T]):
     page_size: int
 
 
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from a response to the operation it feeds.
+
+    ``parameters`` and ``request_body`` are runtime expressions
+    (``$response.body#/id``, ``$request.body#/email``); a parameter may name its
+    location (``path.order_id``, ``header.Authorization``). The target is an
+    operationId in the same document, or, with ``service``, another service's
+    operation by method and path (an ``operationRef`` into its document).
+    """
+
+    operation_id: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    request_body: Any = None
+    description: str = ""
+    service: str | None = None
+    method: str = ""
+    path: str = ""
+
+    def render(self) -> dict[str, Any]:
+        if self.service is None:
+            if not self.operation_id:
+                raise ValueError("a link needs an operation_id, or a service, method and path")
+            target: dict[str, Any] = {"operationId": self.operation_id}
+        else:
+            if not (self.method and self.path):
+                raise ValueError(f"a link to {self.service} needs its method and path")
+            pointer = self.path.replace("~", "~0").replace("/", "~1")
+            document = f"{lookup(self.service).openapi_prefix}/openapi.json"
+            target = {"operationRef": f"{document}#/paths/{pointer}/{self.method.lower()}"}
+        if self.parameters:
+            target["parameters"] = dict(self.parameters)
+        if self.request_body is not None:
+            target["requestBody"] = self.request_body
+        if self.description:
+            target["description"] = self.description
+        return target
+
+
 @dataclass
 class OperationDoc:
     """What one handler takes and answers; filled in by the kit's decorators."""
@@ -85,6 +134,10 @@ class OperationDoc:
     body_media_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     secured: bool = False
+    #: roles the token must carry (``require_role``); empty: any signed-in user
+    roles: set[str] = field(default_factory=set)
+    #: status -> link name -> link
+    links: dict[int, dict[str, Link]] = field(default_factory=dict)
 
 
 def doc_of(handler: Callable[..., Any]) -> OperationDoc:
@@ -109,13 +162,15 @@ def operation(
     headers: Mapping[str, str] | None = None,
     form: type[BaseModel] | None = None,
     description: str = "",
+    links: Mapping[int, Mapping[str, Link]] | None = None,
 ) -> Callable[[F], F]:
     """Declare a public operation: its success bodies, its problem statuses, its query model.
 
     ``headers`` documents request headers (name -> description), such as
     ``Idempotency-Key``. ``form`` documents a form-encoded body (OAuth2's token
-    endpoint); JSON bodies are documented by ``json_body``. Put it directly under
-    the route decorator.
+    endpoint); JSON bodies are documented by ``json_body``. ``links`` maps a
+    success status to the links of that response. Put it directly under the
+    route decorator.
     """
 
     def decorator(handler: F) -> F:
@@ -125,6 +180,8 @@ def operation(
         doc.responses.update(responses)
         doc.problems.update(problems)
         doc.headers.update(headers or {})
+        for status, named in (links or {}).items():
+            doc.links.setdefault(status, {}).update(named)
         if query is not None:
             doc.query = query
             doc.problems.add(400)
@@ -219,8 +276,13 @@ def build(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> dict[str
             if model is not None:
                 schema = _ref(model, "serialization", refs)
                 response["content"] = {"application/json": {"schema": schema}}
+            if doc.links.get(status):
+                response["links"] = {n: link.render() for n, link in doc.links[status].items()}
             responses[str(status)] = response
-        for status in sorted(doc.problems):
+        problems = set(doc.problems)
+        if doc.query is not None or "{" in path:
+            problems.add(414)  # the gateway's request-line limit (shopflow_kit.limits)
+        for status in sorted(problems):
             responses[str(status)] = {
                 "description": HTTPStatus(status).phrase,
                 "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
@@ -241,7 +303,7 @@ def build(app: Sanic[Any, Any], title: str, prefixes: Iterable[str]) -> dict[str
                 "content": {doc.body_media_type: {"schema": _ref(doc.body, "validation", refs)}},
             }
         if doc.secured:
-            entry["security"] = [{"bearer": []}]
+            entry["security"] = [{"bearer": sorted(doc.roles)}]
         paths.setdefault(path, {})[method] = entry
 
     return {

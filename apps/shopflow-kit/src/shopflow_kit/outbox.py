@@ -127,6 +127,7 @@ def relay_task(settings: ServiceSettings, **options: float) -> Callable[[Any], A
             settings.oauth_client_id,
             settings.oauth_client_secret.get_secret_value(),
             ["notifications:publish"],
+            resolve=settings.resolve_url,
         )
         sink = HttpEventSink(client, f"{settings.notify_hub_url.rstrip('/')}/internal/events")
         relay = OutboxRelay(sink, **options)  # type: ignore[arg-type]

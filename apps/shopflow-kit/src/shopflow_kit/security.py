@@ -253,7 +253,9 @@ def require_role(role: str) -> Callable[[Handler], Handler]:
                 raise Problem(403, f"this action needs the {role} role")
             return await handler(request, *args, **kwargs)
 
-        return _secured(wrapper, {401, 403})
+        secured = _secured(wrapper, {401, 403})
+        doc_of(secured).roles.add(role)  # documented as {"bearer": [role]}
+        return secured
 
     return decorator
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -34,7 +35,12 @@ class ServiceTokenClient:
         *,
         timeout: float = 5.0,
         leeway: int = 30,
+        resolve: Callable[[str], str] | None = None,
     ) -> None:
+        #: Maps cluster names to where this process reaches them
+        #: (``ServiceSettings.resolve_url``); identity by default.
+        self.resolve = resolve or (lambda url: url)
+        token_url = self.resolve(token_url)
         self.token_url = token_url
         self._client = AsyncOAuth2Client(
             client_id=client_id,
@@ -74,6 +80,7 @@ class ServiceTokenClient:
         return None if not token else str(token["access_token"])
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        url = self.resolve(url)
         await self._ensure_token()
         response: httpx.Response = await self._client.request(method, url, **kwargs)
         if response.status_code == 401:

@@ -454,6 +454,46 @@ def policy(env: str | None, manifests: Path | None, out: Path | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--env", "envs", multiple=True, help="dev, staging or prod (repeatable; default: every one)."
+)
+@click.option(
+    "--allow-pending",
+    is_flag=True,
+    help="Exit 0 when the only findings are services whose code has not landed yet.",
+)
+def contracts(envs: tuple[str, ...], allow_pending: bool) -> None:
+    """Check the mesh's routes, JWT policy and callers against each service's OpenAPI."""
+    from shopctl.argocd import ApplicationSetError
+    from shopctl.contracts_io import ContractsError, check
+    from shopctl.render import UnknownEnvironment, environments
+
+    root = _root()
+    known = sorted(environments(root))
+    chosen = list(envs) or known
+    unknown = [e for e in chosen if e not in known]
+    if unknown:
+        raise click.ClickException(
+            f"unknown environment {unknown[0]!r}; environments: {', '.join(known)}"
+        )
+    try:
+        results = asyncio.run(check(root, chosen))
+    except (ContractsError, UnknownEnvironment, ApplicationSetError, toolchain.ToolError) as exc:
+        raise click.ClickException(str(exc)) from None
+    failed = pending = 0
+    for env, findings in results.items():
+        for finding in findings:
+            click.echo(str(finding))
+        pending += sum(f.check == "pending" for f in findings)
+        failed += sum(f.check != "pending" for f in findings)
+        click.echo(f"{env}: {len(findings)} finding(s)", err=True)
+    if failed or (pending and not allow_pending):
+        raise click.ClickException(
+            f"{failed} contract finding(s), {pending} service(s) not checkable yet"
+        )
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option(
     "--port", type=int, default=None, help=f"Default {GATEWAY_PORT} (SHOPFLOW_PORT_GATEWAY)."

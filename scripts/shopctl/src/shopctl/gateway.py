@@ -45,7 +45,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
-from shopflow_kit.limits import MAX_BODY_BYTES
+from shopflow_kit.limits import MAX_BODY_BYTES, MAX_REQUEST_LINE_BYTES
 from shopflow_kit.observability import AccessLog, configure_logging
 
 from shopctl.virtualservice import (
@@ -91,7 +91,7 @@ class Limits:
     """Edge limits; every one of them answers with a precise status, never a reset."""
 
     max_body: int = MAX_BODY_BYTES
-    max_request_line: int = 8 * 1024
+    max_request_line: int = MAX_REQUEST_LINE_BYTES
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
     header_timeout: float = 10.0
