@@ -30,6 +30,7 @@ import httpx
 from shopctl.pg import LocalPostgres, create_database, free_port
 from shopctl.procs import Child, wait_http
 
+from tests.load import checkout
 from tests.utils.live import ROOT, LiveService, start_service
 from tests.utils.services import run_operation, service_env
 
@@ -346,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.load.bench")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--checkout-seconds", type=float, default=10)
+    parser.add_argument("--checkout-users", type=int, default=32)
     args = parser.parse_args(argv)
     ensure_wrk()
     with tempfile.TemporaryDirectory() as folder, platform(Path(folder)) as urls:
@@ -361,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                 row.runs = [*(row.runs or []), row.measure()]
         gin = asyncio.run(explain_uses_gin(urls["big_db"]))
         matches = asyncio.run(count_matches(urls["big_db"]))
+    print("checkout under load: the whole platform (shopctl up)...", file=sys.stderr)
+    bought = checkout.measure(args.checkout_seconds, args.checkout_users)
     load = os.getloadavg()
     print(
         f"\nShopFlow bench: wrk, 1 thread, 32 connections (unless noted), {args.seconds:g} s "
@@ -380,6 +385,21 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row.name} | {fmt(a)} | {fmt(b)} | {ratio(row, a, b)} | {row.target} | "
             f"{'yes' if ok else 'NO'} |"
         )
+    bought_ok = bought.ok and bought.orders_per_second >= 100 and bought.p99_ms < 250
+    failures += not bought_ok
+    print(
+        f"| checkout through the gateway ({bought.users} shoppers, {bought.seconds:g} s) | "
+        f"{bought.orders_per_second:,.1f} confirmed orders/s, p50 {bought.p50_ms:.0f} ms, "
+        f"p99 {bought.p99_ms:.0f} ms, {bought.failed} errors of {bought.requests} | — | — | "
+        f">= 100 orders/s, p99 < 250 ms, 0 errors | {'yes' if bought_ok else 'NO'} |"
+    )
+    books = "; ".join(bought.problems) or (
+        "stock = initial - confirmed quantities, captured payments = confirmed orders "
+        f"({bought.confirmed}), each confirmation email sent once"
+    )
+    print(
+        f"\nCheckout books after the run: {'balanced' if not bought.problems else 'NOT balanced'}: {books}"
+    )
     print(
         f"\n100k catalog: `{COMMON_WORD}` matches {matches:,} products; "
         f"EXPLAIN uses the GIN index products_search_idx: {'yes' if gin else 'NO'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sanic import Blueprint, HTTPResponse, Request, json
 from shopflow_kit import json_body, parse_query, require_role
@@ -17,9 +18,15 @@ bp = Blueprint("orders")
 
 customer_only = require_role("customer")
 
-#: A checkout the sandbox approves (its test card), for the links that lead to one.
+#: A checkout the sandbox approves (its test card, two years from now), for the links
+#: that lead to one.
 _SANDBOX_CHECKOUT = {
-    "payment": {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2099, "cvc": "123"},
+    "payment": {
+        "card_number": "4242424242424242",
+        "exp_month": 12,
+        "exp_year": datetime.now(UTC).year + 2,
+        "cvc": "123",
+    },
     "shipping_address": {
         "name": "Link Shopper",
         "line1": "1 Gateway Road",
