@@ -47,6 +47,13 @@ def start_service(
 Handler = Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib's listen backlog is 5: a burst of concurrent connections
+    # (the gateway's tests open 25 at once) overflows it on a busy machine,
+    # and the kernel then resets connections the client believes are open.
+    request_queue_size = 128
+
+
 class LoopbackHTTPServer:
     """A plain threaded HTTP server on 127.0.0.1 whose answers a test defines."""
 
@@ -92,7 +99,7 @@ class LoopbackHTTPServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
+        self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -45,8 +45,12 @@ def create_app(
     )
     server.install(app, settings.shutdown_grace_seconds)
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    # The kit builds the public OpenAPI document itself (shopflow_kit.openapi explains why).
+    # sanic-ext stays for HTTP semantics (HEAD and OPTIONS for every route). The kit
+    # builds the public OpenAPI document itself (shopflow_kit.openapi explains why), and
+    # no origin is allowed cross-site, so sanic-ext's OpenAPI and its per-request CORS
+    # middleware are off.
     app.config.OAS = False
+    app.config.CORS = False
     openapi.install(app, f"ShopFlow {service.name}", service.prefixes)
     app.ctx.settings = settings
     app.ctx.verifier = TokenVerifier(
