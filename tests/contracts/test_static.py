@@ -111,6 +111,17 @@ def test_every_documented_operation_was_checked(documents: Documents) -> None:
             assert any(p == prefix or p.startswith(f"{prefix}/") for p in paths), prefix
 
 
+def test_a_service_without_code_is_named_not_passed(
+    deployments: dict[str, Deployment], documents: Documents
+) -> None:
+    without = {**documents, "notify-hub": None}
+    findings = check_environment(deployments["dev"], without)
+    pending = only(findings, lambda f: f.check == "pending")
+    assert (pending.env, pending.subject, pending.file) == ("dev", "notify-hub", "apps/notify-hub")
+    assert "not checked" in pending.message
+    assert not [f for f in findings if "notify-hub" in f.subject and f.check != "pending"]
+
+
 def shopctl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shopctl", *args], cwd=ROOT, capture_output=True, text=True
