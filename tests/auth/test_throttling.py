@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from tests.utils.auth import IP_LIMIT, auth_env
+from tests.utils.contract import contract_hooks
 from tests.utils.factories import PASSWORD, register_and_login
 from tests.utils.live import LiveService, start_service
 from tests.utils.sql import fetchval
@@ -22,7 +23,8 @@ BURST = 100
 def pool(base_url: str) -> httpx.AsyncClient:
     """One real connection per concurrent request."""
     limits = httpx.Limits(max_connections=BURST + 10, max_keepalive_connections=BURST + 10)
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120)
+    hooks = contract_hooks(base_url, "/auth/openapi.json")
+    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120, event_hooks=hooks)
 
 
 def address(i: int) -> dict[str, str]:
@@ -157,7 +159,10 @@ async def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
         "user-auth-untrusting", "auth_service.app:create_app", env, tmp_path_factory.mktemp("ut")
     )
     try:
-        async with httpx.AsyncClient(base_url=direct.base_url, timeout=30) as http:
+        hooks = contract_hooks(direct.base_url, "/auth/openapi.json")
+        async with httpx.AsyncClient(
+            base_url=direct.base_url, timeout=30, event_hooks=hooks
+        ) as http:
             statuses = [
                 (
                     await http.post(

@@ -80,13 +80,15 @@ async def test_quantity_must_be_1_to_99(api: httpx.AsyncClient, shop: Shop) -> N
         f"/cart/items/{product['id']}", json={"quantity": 1, "price_cents": 1}, headers=me
     )
     assert extra.status_code == 422
-    # Malformed JSON, declared as JSON, is 400 (without the declaration it is 415).
     malformed = await api.put(
         f"/cart/items/{product['id']}",
         content=b"{",
-        headers={**me, "content-type": "application/json"},
+        headers={**me, "Content-Type": "application/json"},
     )
     assert malformed.status_code == 400
+    # The same bytes not declared as JSON: a JSON endpoint answers 415.
+    undeclared = await api.put(f"/cart/items/{product['id']}", content=b"{", headers=me)
+    assert undeclared.status_code == 415
     assert (await put(api, me, product["id"], 99)).status_code == 200
 
 

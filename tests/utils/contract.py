@@ -135,3 +135,9 @@ async def contract_client(base_url: str, document_path: str, **options: Any) -> 
     )
     client.contract = contract  # type: ignore[attr-defined]
     return client
+
+
+def contract_hooks(base_url: str, document_path: str) -> dict[str, list[Any]]:
+    """``event_hooks`` for an httpx client built elsewhere (with its own limits, say)."""
+    document = httpx.get(f"{base_url}{document_path}", timeout=30).raise_for_status().json()
+    return {"response": [Contract(document).hook]}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 
 
-class PollingWorker:
+class PollingWorker(ABC):
     """Runs :meth:`run_once` forever: at once again after a full batch, else after
     ``poll_interval`` seconds or as soon as :meth:`wake` is called.
 
@@ -28,9 +29,9 @@ class PollingWorker:
         """Skip the wait before the next round (new work was just written, say)."""
         self._wake.set()
 
+    @abstractmethod
     async def run_once(self) -> int:
         """One round; returns how many items it handled."""
-        raise NotImplementedError
 
     async def run(self) -> None:
         """Run rounds forever; cancel the task to stop. Failed rounds are logged and retried."""
