@@ -128,6 +128,22 @@ async def test_access_log_is_json_with_request_id(
     assert mine[-1]["service"] == "kit-sample"
 
 
+async def test_access_log_never_carries_a_card_number(
+    client: httpx.AsyncClient, sample: LiveService
+) -> None:
+    """In the path (masked) or as a request id (replaced: the id is echoed and logged)."""
+    card = "4242424242424242"
+    marker = f"card-{uuid.uuid4().hex[:8]}"
+    await client.get(f"/widgets/{card}", headers={"x-request-id": marker})
+    answer = await client.get("/health", headers={"x-request-id": card})
+    assert answer.headers["x-request-id"] != card
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
+    log = sample.child.log_path.read_text()
+    assert card not in log
+    [entry] = [json.loads(line) for line in log.splitlines() if marker in line]
+    assert entry["path"] == "/widgets/[card number redacted]"
+
+
 async def test_metrics_are_labelled_by_route_template(client: httpx.AsyncClient) -> None:
     missing = uuid.uuid4()
     await client.get(f"/widgets/{missing}")

@@ -294,3 +294,18 @@ async def test_log_lines_are_json_with_the_request_id(gateway: tuple[int, Path])
     mine = [entry for entry in lines if entry.get("request_id") == marker]
     assert mine and mine[0]["status"] == 200 and mine[0]["service"] == "gateway"
     assert any(entry.get("status") == 414 and entry.get("request_id") for entry in lines)
+
+
+async def test_a_card_number_as_request_id_is_replaced(gateway: tuple[int, Path]) -> None:
+    """The id is forwarded, echoed and logged, so one that holds a card number is not kept."""
+    port, log = gateway
+    card = "4242424242424242"
+    raw = await exchange(
+        port,
+        f"GET /h HTTP/1.1\r\nHost: x\r\nX-Request-Id: {card}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert status_of(raw) == 200
+    forwarded = json.loads(raw.partition(b"\r\n\r\n")[2])["headers"]["x-request-id"]
+    assert card not in forwarded
+    assert card.encode() not in raw
+    assert card not in log.read_text()

@@ -39,7 +39,8 @@ log = logging.getLogger("shopflow.shutdown")
 
 
 class KitRequest(Request):
-    """Sanic's request, with the body limit applied before any body byte is read."""
+    """Sanic's request, with the body limit applied before any body byte is read,
+    and the kit's request observer (request id, access line, metrics) around it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -49,6 +50,19 @@ class KitRequest(Request):
             # server: the drain needs it and Sanic offers no other way to reach it.
             protocol: Any = self.transport.get_protocol()
             ctx.connections = protocol.connections
+        observer = getattr(ctx, "observer", None)
+        if observer is not None:
+            observer.start(self)
+
+    async def respond(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super().respond(*args, **kwargs)
+        observer = getattr(self.app.ctx, "observer", None)
+        if observer is not None and response is not None:
+            try:
+                observer.finish(self, response)
+            except Exception:  # an access line must never turn a response into an error
+                log.exception("request observer failed")
+        return response
 
     async def receive_body(self) -> None:
         stream: Any = self.stream  # sanic.http.Http

@@ -33,9 +33,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
-import re
 import signal
 import time
 from collections import deque
@@ -46,7 +44,12 @@ from typing import Any, cast
 
 import httptools
 from shopflow_kit.limits import MAX_BODY_BYTES, MAX_REQUEST_LINE_BYTES
-from shopflow_kit.observability import AccessLog, configure_logging
+from shopflow_kit.observability import (
+    AccessLog,
+    accepted_request_id,
+    configure_logging,
+    new_request_id,
+)
 
 from shopctl.virtualservice import (
     CONNECT_FAILURE,
@@ -79,7 +82,6 @@ HOP_BY_HOP = frozenset(
 )
 # Set by the gateway itself on the way in; a client's own values are dropped.
 FORWARDED = frozenset({b"x-request-id", b"x-forwarded-proto", b"x-forwarded-host"})
-_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _REQUEST_ID = b"x-request-id"
 # A pooled upstream connection idle longer than this is not reused: Sanic closes
 # keep-alive connections after 120 s by default, so a few seconds is safe.
@@ -142,10 +144,11 @@ def _status_line(status: int, reason: bytes = b"") -> bytes:
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The caller's id when the kit would accept it (plain, short, no card number), else new."""
     for name, value in headers:
-        if name == _REQUEST_ID and _SAFE_REQUEST_ID.match(value):
-            return value
-    return os.urandom(16).hex().encode()
+        if name == _REQUEST_ID:
+            return accepted_request_id(value.decode("latin-1")).encode("latin-1")
+    return new_request_id().encode()
 
 
 class UpstreamFailure(Exception):
