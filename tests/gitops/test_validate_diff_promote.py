@@ -177,3 +177,16 @@ def test_promote_refuses_bad_input(scratch_repo: Path) -> None:
         "M",
         "environments/dev/order-mgmt/version.yaml",
     ]
+
+
+def test_every_failing_render_is_named_and_the_rest_still_finish(scratch_repo: Path) -> None:
+    """A failing Application neither cancels the renders in flight nor hides their errors."""
+    for service in ("catalog-api", "payment-api"):
+        values = scratch_repo / "environments" / "prod" / service / "values.yaml"
+        values.write_text(values.read_text() + "replicaCont: 4\n")
+    result = shopctl(scratch_repo, "render", "--env", "prod")
+    assert result.returncode == 1
+    assert "prod-catalog-api" in result.stderr and "prod-payment-api" in result.stderr
+    assert result.stderr.count("'replicaCont' not allowed") == 2
+    # The renders that did not fail ran to their end, and said so.
+    assert "rendered prod-user-auth" in result.stderr

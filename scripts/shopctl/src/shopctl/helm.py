@@ -40,6 +40,36 @@ def ensure_dependencies(root: Path, chart: Path) -> None:
     _built.add(chart)
 
 
+#: The longest one Helm command may take before it is killed.
+HELM_TIMEOUT_SECONDS = 120
+
+
+def run(root: Path, args: Sequence[str]) -> str:
+    """Run the pinned Helm with ``args``; its stdout, or :class:`RenderError` with its errors.
+
+    A blocking call (render it from a thread to run several at once): unlike an
+    asyncio subprocess, it cannot be left waiting on a process it was
+    cancelled from, and a Helm that hangs is killed after the timeout.
+    """
+    command = [str(require_helm(root)), *args]
+    try:
+        result = subprocess.run(  # noqa: S603
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=HELM_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"helm {args[0]} took over {HELM_TIMEOUT_SECONDS}s") from None
+    if result.returncode != 0:
+        # Helm's INFO lines (e.g. about the symlinked values schema) are noise here.
+        errors = [ln for ln in result.stderr.splitlines() if not ln.startswith("level=INFO")]
+        raise RenderError("\n".join(errors).strip() or f"helm exited with {result.returncode}")
+    return result.stdout
+
+
 def template(
     root: Path,
     chart: Path,
@@ -52,7 +82,7 @@ def template(
 ) -> str:
     """``helm template`` with Argo CD's arguments; returns the rendered YAML."""
     ensure_dependencies(root, chart)
-    args = [str(require_helm(root)), "template", release, str(chart), "--namespace", namespace]
+    args = ["template", release, str(chart), "--namespace", namespace]
     for values in value_files:
         args += ["--values", str(values)]
     if kube_version:
@@ -60,14 +90,9 @@ def template(
     for api in api_versions:
         args += ["--api-versions", api]
     try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
-    except subprocess.TimeoutExpired:
-        raise RenderError(f"helm template {chart.name} took over 120s") from None
-    if result.returncode != 0:
-        # Helm's INFO lines (e.g. about the symlinked values schema) are noise here.
-        errors = [ln for ln in result.stderr.splitlines() if not ln.startswith("level=INFO")]
-        raise RenderError(f"helm template {chart.name} failed:\n" + "\n".join(errors).strip())
-    return result.stdout
+        return run(root, args)
+    except RenderError as exc:
+        raise RenderError(f"helm template {chart.name} failed:\n{exc}") from None
 
 
 def documents(rendered: str) -> Iterator[dict[str, Any]]:

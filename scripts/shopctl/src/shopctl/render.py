@@ -3,9 +3,9 @@
 For each Application the ApplicationSets generate for the environment, run
 ``helm template`` with the Application's release name, namespace, value files
 in order, ``kubeVersion`` and ``apiVersions``. Value files are passed as files,
-in order, so Helm itself merges them (pyhelm3's ``template_resources`` would
-concatenate lists, and it has no kube-version or api-versions options, so
-pyhelm3's ``Command.run`` is used with the exact arguments instead).
+in order, so Helm itself merges them. Four Applications render at a time, each
+in a thread; when some fail, the others still finish and every failure is
+reported together.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pyhelm3 import Command
-from pyhelm3.errors import Error as HelmError
 
 from shopctl.argocd import all_applications
-from shopctl.helm import RenderError, ensure_dependencies
-from shopctl.toolchain import require_helm
+from shopctl.helm import RenderError, ensure_dependencies, run
 
 ENVIRONMENT_LABEL = "shopflow.io/environment"
 COMPONENT_LABEL = "shopflow.io/component"
@@ -136,17 +133,14 @@ def helm_arguments(root: Path, app: dict[str, Any]) -> tuple[Path, list[str]]:
     return chart, args
 
 
-async def _render_one(root: Path, command: Command, app: dict[str, Any]) -> RenderedApplication:
+def _render_one(root: Path, app: dict[str, Any]) -> RenderedApplication:
     chart, args = helm_arguments(root, app)
-    await asyncio.to_thread(ensure_dependencies, root, chart)
+    ensure_dependencies(root, chart)
     try:
-        output = await asyncio.wait_for(command.run(args), timeout=120)
-    except TimeoutError:
-        raise RenderError(f"{app['metadata']['name']}: helm template took over 120s") from None
-    except HelmError as exc:
-        lines = [ln for ln in str(exc).splitlines() if not ln.startswith("level=INFO")]
-        raise RenderError(f"{app['metadata']['name']}: " + "\n".join(lines).strip()) from None
-    return RenderedApplication(app, output.decode())
+        output = run(root, args)
+    except RenderError as exc:
+        raise RenderError(f"{app['metadata']['name']}: {exc}") from None
+    return RenderedApplication(app, output)
 
 
 async def render_environment(
@@ -164,18 +158,26 @@ async def render_environment(
         apps = [a for a in apps if a["metadata"].get("labels", {}).get(COMPONENT_LABEL) == service]
         if not apps:
             raise UnknownEnvironment(f"no Application for service {service!r} in {env}")
-    command = Command(executable=str(require_helm(root)))
     gate = asyncio.Semaphore(concurrency)
 
     async def one(app: dict[str, Any]) -> RenderedApplication:
         async with gate:
-            rendered = await _render_one(root, command, app)
+            rendered = await asyncio.to_thread(_render_one, root, app)
         if progress:
             progress(f"rendered {rendered.name} ({len(rendered.documents)} objects)")
         return rendered
 
-    rendered = await asyncio.gather(*(one(a) for a in apps))
-    return EnvironmentRender(target, list(rendered), time.monotonic() - started)
+    # Every render runs to its end: one failure neither cancels the others nor
+    # hides their errors.
+    outcomes = await asyncio.gather(*(one(a) for a in apps), return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, RenderError):
+            raise failure
+    if failures:
+        raise RenderError("\n".join(str(f) for f in failures))
+    rendered = [o for o in outcomes if isinstance(o, RenderedApplication)]
+    return EnvironmentRender(target, rendered, time.monotonic() - started)
 
 
 def write_render(result: EnvironmentRender, out: Path) -> list[Path]:
