@@ -28,11 +28,6 @@ async def sweep_reservations(app: Sanic[Any, Any]) -> None:
         await asyncio.sleep(app.ctx.settings.sweep_interval_seconds)
 
 
-async def open_search_pool(app: Sanic[Any, Any]) -> None:
-    settings = app.ctx.settings
-    await service.SEARCH_POOL.open(settings.resolved_database_url(), settings.database_pool_max)
-
-
 def create_app() -> Sanic[Any, Any]:
     settings = Settings()
     app = kit_create_app(
@@ -40,12 +35,6 @@ def create_app() -> Sanic[Any, Any]:
         settings,
         [bp, internal],
         MODELS,
-        startup=[open_search_pool],
         background=[sweep_reservations],
     )
-
-    @app.after_server_stop
-    async def close_search_pool(app: Sanic[Any, Any]) -> None:
-        await service.SEARCH_POOL.close()
-
     return app

@@ -180,45 +180,11 @@ def _invalidate_rankings() -> None:
     RANKINGS.clear()
 
 
-class SearchPool:
-    """asyncpg connections for the read-only search statements.
-
-    Its own pool, because asyncpg's default release runs ``RESET ALL`` and
-    friends: a second round trip per search, a third of its database time. The
-    search statements change no session state (no SET, no transaction, no
-    lock), so releasing a connection needs no reset.
-    """
-
-    def __init__(self) -> None:
-        self.pool: asyncpg.Pool | None = None
-
-    async def open(self, database_url: str, size: int) -> None:
-        self.pool = await asyncpg.create_pool(
-            database_url, min_size=1, max_size=size, reset=_keep_session
-        )
-
-    async def close(self) -> None:
-        if self.pool is not None:
-            await self.pool.close()
-            self.pool = None
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Nothing to reset: see :class:`SearchPool`."""
-
-
-SEARCH_POOL = SearchPool()
-
-
 async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
-    pool = SEARCH_POOL.pool
-    if pool is None:  # not started by the app (a script, a test): Tortoise's pool
-        async with _db().acquire_connection() as conn:
-            found: list[asyncpg.Record] = await conn.fetch(sql, *args)
-            return found
-    async with pool.acquire() as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        return rows
+    # Released without a reset round trip: see shopflow_kit.db.KitConnection.
+    async with _db().acquire_connection() as conn:
+        found: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return found
 
 
 def _filters(query: ProductQuery, params: list[Any]) -> tuple[list[str], str]:
