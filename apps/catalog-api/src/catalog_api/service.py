@@ -181,7 +181,7 @@ def _invalidate_rankings() -> None:
 
 
 async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
-    # Released without a reset round trip: see shopflow_kit.db.KitConnection.
+    # Released without a reset round trip: see shopflow_kit.pg_engine.KitConnection.
     async with _db().acquire_connection() as conn:
         found: list[asyncpg.Record] = await conn.fetch(sql, *args)
         return found
