@@ -275,13 +275,16 @@ async def _page(query: ProductQuery, sort: str) -> tuple[list[dict[str, Any]], i
     matches = f"FROM products p JOIN categories c ON c.id = p.category_id {_where(where)}"
     limit, offset = len(params) + 1, len(params) + 2
     params += [query.page_size, query.offset]
+    # The page's ids first, then its columns: ``stock_available`` (a subquery per
+    # row) is computed for the page's rows only, not for every row OFFSET skips.
     rows = await _fetch(
-        f"""SELECT {PAGE_COLUMNS}, {rank} AS rank,
+        f"""SELECT {PAGE_COLUMNS}, page.rank,
                    (SELECT COUNT(*) FROM (SELECT 1 {matches} LIMIT {EXACT_TOTAL_UP_TO + 1}) b)
                        AS total
-            {matches}
-            ORDER BY {ORDERINGS[sort]}
-            LIMIT ${limit} OFFSET ${offset}""",  # noqa: S608
+            FROM (SELECT p.id, {rank} AS rank {matches}
+                  ORDER BY {ORDERINGS[sort]} LIMIT ${limit} OFFSET ${offset}) page
+            JOIN products p ON p.id = page.id JOIN categories c ON c.id = p.category_id
+            ORDER BY {ORDERINGS[sort]}""",  # noqa: S608
         *params,
     )
     if rows:
