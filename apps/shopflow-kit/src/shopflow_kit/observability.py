@@ -155,6 +155,10 @@ def configure_logging(service: str, level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("sanic.access").disabled = True
+    # httpx logs every call it makes at INFO; the callee's access line already
+    # records it under the same request id. Kept at DEBUG.
+    if root.level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Metrics:
