@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,6 +96,9 @@ def classify(exc: BaseException) -> Failure:
 def smtp_sender(settings: Settings) -> Send:
     """One connection per message (aiosmtplib's ``send``), every step under a timeout."""
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    # The EHLO name, looked up once: aiosmtplib would call getfqdn() in a thread for
+    # every message.
+    local_hostname = socket.getfqdn()
 
     async def send(envelope: Envelope) -> None:
         await aiosmtplib.send(
@@ -109,6 +113,7 @@ def smtp_sender(settings: Settings) -> Send:
             username=settings.smtp_username,
             password=password,
             timeout=settings.smtp_timeout_seconds,
+            local_hostname=local_hostname,
         )
 
     return send
