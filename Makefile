@@ -13,12 +13,13 @@ PYTEST_ARGS ?=
 
 ENV ?= prod
 
-.PHONY: help setup up test check bench load fuzz policy
+.PHONY: help setup up test test-loaded check bench load fuzz policy
 
 help:
 	@echo "make up     run the platform locally behind http://127.0.0.1:8080"
 	@echo "make test   install what is needed and run the test suite"
 	@echo "make check  ruff, format, mypy, import layering, hadolint, zizmor and actionlint"
+	@echo "make test-loaded  make test from clean clones, 5 times in a row, cores kept busy"
 	@echo "make bench  benchmarks that print side-by-side ratios (wrk)"
 	@echo "make load   a Locust shopper mix through the gateway, bounded in time"
 	@echo "make fuzz   schemathesis on every public OpenAPI document, long run (FUZZ_ARGS)"
@@ -35,6 +36,9 @@ up: setup
 
 test: setup
 	@$(VENV)/pytest $(PYTEST_ARGS)
+
+test-loaded: setup
+	@$(VENV)/python -m tests.load.loaded_runs $(LOADED_ARGS)
 
 check: setup
 	$(VENV)/ruff check .
