@@ -61,8 +61,8 @@ def main() -> int:
     folder = args.folder or Path(tempfile.mkdtemp(prefix="shopflow-loaded-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(
-        f"make test from clean clones of {commit[:12]}, {args.runs} runs in a row, "
-        f"{args.busy} busy-loop processes; logs in {folder}",
+        f"make test from clean clones of {commit[:12]}: {args.runs} run(s) in a row, "
+        f"{args.busy} busy-loop process(es); logs in {folder}",
         flush=True,
     )
     for number in range(1, args.runs + 1):
