@@ -8,6 +8,7 @@ import pytest
 import yaml
 from shopctl import gotemplate
 from shopctl.argocd import ApplicationSetError, all_applications, application_sets, expand
+from shopctl.render import EnvironmentRender
 
 from tests.utils.gitops import ENVS, ROOT
 
@@ -30,7 +31,7 @@ def test_one_application_per_service_per_environment(apps: dict[str, dict]) -> N
     expected |= {
         f"{c}-istio-{p}"
         for c in ("shopflow-nonprod", "shopflow-prod")
-        for p in ("base", "istiod", "gateway")
+        for p in ("base", "cni", "istiod", "gateway")
     }
     assert set(apps) == expected
 
@@ -71,13 +72,43 @@ def test_service_applications_match_argo_semantics(apps: dict[str, dict], env: s
 
 def test_istio_is_pinned_to_1_27(apps: dict[str, dict]) -> None:
     istio = {name: app for name, app in apps.items() if "-istio-" in name}
-    # base, istiod and the gateway on each of the two clusters.
-    assert len(istio) == 6, sorted(istio)
+    # base, the CNI node agent, istiod and the gateway on each of the two clusters.
+    assert len(istio) == 8, sorted(istio)
     for app in istio.values():
         source = app["spec"]["source"]
         assert source["repoURL"] == "https://istio-release.storage.googleapis.com/charts"
         assert source["targetRevision"].startswith("1.27.")
         assert app["spec"]["destination"]["namespace"] == "istio-system"
+
+
+def test_sidecars_need_no_privilege_so_restricted_namespaces_admit_them(
+    apps: dict[str, dict], rendered: dict[str, EnvironmentRender]
+) -> None:
+    # Every shopflow namespace injects sidecars and enforces Pod Security `restricted`, which
+    # refuses the NET_ADMIN/NET_RAW istio-init container. So each cluster runs the CNI node
+    # agent, and istiod relies on it instead of injecting istio-init.
+    for env, result in rendered.items():
+        (namespace,) = (
+            d for a in result.applications for d in a.documents if d["kind"] == "Namespace"
+        )
+        labels = namespace["metadata"]["labels"]
+        assert labels["istio-injection"] == "enabled", env
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted", env
+    for cluster in ("shopflow-nonprod", "shopflow-prod"):
+        cni = apps[f"{cluster}-istio-cni"]["spec"]
+        assert cni["source"]["chart"] == "cni"
+        assert cni["destination"] == {"name": cluster, "namespace": "istio-system"}
+        istiod = apps[f"{cluster}-istio-istiod"]["spec"]["source"]["helm"]
+        assert yaml.safe_load(istiod["values"])["pilot"]["cni"]["enabled"] is True
+        wave = {
+            part: int(
+                apps[f"{cluster}-istio-{part}"]["metadata"]["annotations"][
+                    "argocd.argoproj.io/sync-wave"
+                ]
+            )
+            for part in ("base", "cni", "istiod")
+        }
+        assert wave["base"] < wave["cni"] <= wave["istiod"]
 
 
 def services_appset() -> dict:

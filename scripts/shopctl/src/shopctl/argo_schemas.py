@@ -37,6 +37,7 @@ HELM = obj(
     {
         "releaseName": STR,
         "valueFiles": STR_LIST,
+        "values": STR,
         "kubeVersion": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
         "apiVersions": STR_LIST,
         "namespace": STR,
