@@ -5,10 +5,10 @@ cluster can run on the development machines or in .ci/run. What it does:
 
 1. builds each service image from its Dockerfile, tagged exactly as the dev
    render names it, and loads it into kind;
-2. installs Istio (base, CNI, istiod, the ingress gateway) from Istio's Helm
-   repository at the version argocd/applicationsets/istio.yaml pins; the CNI
-   plugin replaces the sidecar's NET_ADMIN init container, which the namespace's
-   Pod Security `restricted` level would refuse;
+2. installs Istio (base, CNI, istiod, the ingress gateway) exactly as the istio
+   ApplicationSet in argocd/applicationsets/istio.yaml does (chart, version,
+   release and values); the CNI plugin replaces the sidecar's NET_ADMIN init
+   container, which the namespace's Pod Security `restricted` level would refuse;
 3. runs PostgreSQL in a namespace of its own and creates the five databases;
 4. applies the dev render as Argo CD would, except that each ExternalSecret
    becomes the Secret it would have produced (no secrets manager in kind) and
@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from shopctl.argocd import all_applications
 from shopctl.pg import free_port
 from shopctl.render import render_environment
 from shopctl.services import SERVICES
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = "dev"
 NAMESPACE = "shopflow-dev"
 KIND_POD_CIDR = "10.244.0.0/16"
-ISTIO_REPO = "https://istio-release.storage.googleapis.com/charts"
+WAVE = "argocd.argoproj.io/sync-wave"
 DB_PASSWORD = secrets.token_urlsafe(16)
 
 pytestmark = [
@@ -61,9 +62,12 @@ def run(*args: str, stdin: str | None = None, timeout: int = 900) -> str:
     return result.stdout
 
 
-def istio_version() -> str:
-    appset = yaml.safe_load((ROOT / "argocd/applicationsets/istio.yaml").read_text())
-    return str(appset["spec"]["template"]["spec"]["source"]["targetRevision"])
+def istio_applications(cluster: str) -> list[dict[str, Any]]:
+    """The istio ApplicationSet's Applications for ``cluster``, in sync-wave order."""
+    apps = [
+        a for a in all_applications(ROOT) if a["metadata"]["name"].startswith(f"{cluster}-istio-")
+    ]
+    return sorted(apps, key=lambda a: int(a["metadata"]["annotations"][WAVE]))
 
 
 def secret_from(external: dict[str, Any], clients: dict[str, str]) -> dict[str, Any]:
@@ -124,29 +128,30 @@ def test_the_seed_checks_hold_through_the_ingress(k8s: Any) -> None:
         run("docker", "build", "-f", f"apps/{service.image}/Dockerfile", "-t", image, str(ROOT))
         run("kind", "load", "docker-image", image, "--name", k8s.cluster_name)
 
-    # 2. Istio, pinned as Argo CD installs it, with the CNI plugin.
-    version = istio_version()
-    for release, chart, extra in (
-        ("istio-base", "base", []),
-        ("istio-cni", "cni", []),
-        ("istiod", "istiod", ["--set", "pilot.cni.enabled=true"]),
-        ("istio-ingressgateway", "gateway", ["--set", "service.type=ClusterIP"]),
-    ):
+    # 2. Istio exactly as the istio ApplicationSet installs it on the non-prod cluster: each
+    #    Application's chart, version, release and values, in sync-wave order. The CNI plugin
+    #    replaces the sidecar's NET_ADMIN init container, which `restricted` would refuse.
+    for app in istio_applications("shopflow-nonprod"):
+        source = app["spec"]["source"]
+        extra = ["--set", "service.type=ClusterIP"] if source["chart"] == "gateway" else []
         run(
             *helm,
             "upgrade",
             "--install",
-            release,
-            chart,
+            source["helm"]["releaseName"],
+            source["chart"],
             "--repo",
-            ISTIO_REPO,
+            source["repoURL"],
             "--version",
-            version,
+            source["targetRevision"],
             "--namespace",
-            "istio-system",
+            app["spec"]["destination"]["namespace"],
             "--create-namespace",
             "--wait",
+            "--values",
+            "-",
             *extra,
+            stdin=source["helm"].get("values") or "{}",
         )
 
     # 3. PostgreSQL outside the mesh, and the five databases.
