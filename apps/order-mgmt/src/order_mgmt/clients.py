@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from shopflow_kit.observability import REQUEST_ID
-from shopflow_kit.service_client import ServiceTokenClient
+from shopflow_kit.service_client import ServiceTokenClient, async_client
 
 from order_mgmt.checkout import (
     Captured,
@@ -315,7 +315,7 @@ def connect(settings: Settings) -> Clients:
         list(CALL_SCOPES),
         timeout=settings.catalog_timeout_seconds,
     )
-    public = httpx.AsyncClient(timeout=settings.catalog_timeout_seconds)
+    public = async_client(timeout=settings.catalog_timeout_seconds)
     return Clients(
         catalog=CatalogClient(
             service, public, settings.catalog_api_url, settings.catalog_timeout_seconds

@@ -153,13 +153,21 @@ def _reconcile(
     return kept, dropped
 
 
-async def view_cart(deps: Deps, customer_id: uuid.UUID, request_id: str) -> dict[str, Any]:
-    """The cart with live names and prices; lines whose product is gone drop out with a note."""
+async def view_cart(
+    deps: Deps, customer_id: uuid.UUID, request_id: str, fresh: LiveProduct | None = None
+) -> dict[str, Any]:
+    """The cart with live names and prices; lines whose product is gone drop out with a note.
+
+    ``fresh``: a product just read from catalog-api in this request, not asked for again.
+    """
     _, lines = await _lines(customer_id)
+    wanted = [line.product_id for line in lines if fresh is None or line.product_id != fresh.id]
     try:
-        live = await deps.clients.catalog.prices([line.product_id for line in lines], request_id)
+        live = await deps.clients.catalog.prices(wanted, request_id)
     except DependencyUnavailable as exc:
         raise unavailable(exc, deps.settings, "retry shortly") from None
+    if fresh is not None:
+        live[fresh.id] = fresh
     kept, dropped = _reconcile(lines, live)
     if dropped:
         await CartItem.filter(id__in=[line.id for line, _ in dropped]).delete()
@@ -239,7 +247,7 @@ async def set_cart_line(
             )
             await line.save()
         await cart.save(update_fields=["updated_at"])
-    return await view_cart(deps, customer_id, request_id)
+    return await view_cart(deps, customer_id, request_id, fresh=product)
 
 
 async def remove_cart_line(
@@ -455,13 +463,12 @@ class SagaRunner:
             values |= {"lease_owner": None, "lease_until": now}
         else:
             values["lease_until"] = now + timedelta(seconds=self.settings.recovery_after_seconds)
-        async with in_transaction():
-            changed = await Order.filter(
-                id=self.order.id, step=saga.step, lease_owner=self.owner
-            ).update(**values)
-            if not changed:
-                raise LeaseLost(str(self.order.id))
-            await _on_entry(self.order, new.step)
+        if new.step in EVENT_ON_ENTRY:
+            async with in_transaction():
+                await self._write(saga, values)
+                await _on_entry(self.order, new.step)
+        else:
+            await self._write(saga, values)  # one statement: its own transaction
         self.order.update_from_dict(values)
         log.info(
             "order step",
@@ -473,6 +480,14 @@ class SagaRunner:
             },
         )
         crash_point(self.settings, new.step)
+
+    async def _write(self, saga: Saga, values: dict[str, Any]) -> None:
+        """Move the order on from ``saga.step``, if this runner still holds its lease."""
+        changed = await Order.filter(
+            id=self.order.id, step=saga.step, lease_owner=self.owner
+        ).update(**values)
+        if not changed:
+            raise LeaseLost(str(self.order.id))
 
     async def _park(self) -> None:
         """Let go after a failed step: a retry may take over now, recovery after a while."""

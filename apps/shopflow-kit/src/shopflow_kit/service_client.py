@@ -1,4 +1,11 @@
-"""Service-to-service calls with OAuth2 client-credentials tokens (Authlib + httpx)."""
+"""Service-to-service calls with OAuth2 client-credentials tokens (Authlib + httpx).
+
+Both speak httpx's API over aiohttp's connection pool (httpx-aiohttp's
+transport). httpcore's pool polls every idle connection for readability each
+time a request joins or leaves it; under 32 concurrent checkouts that cost
+order-mgmt 0.75 ms of CPU per call, against 0.17 ms on aiohttp's pool
+(docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,25 @@ with warnings.catch_warnings():
 
     warnings.simplefilter("ignore")
     from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from httpx_aiohttp import AiohttpTransport
+
+#: Idle keep-alive connections are closed after this long, well before a
+#: service's own keep-alive timeout (Sanic's 120 s), so a request never races a
+#: server closing the connection it was given.
+KEEPALIVE_EXPIRY_SECONDS = 5.0
+
+
+def transport() -> httpx.AsyncBaseTransport:
+    """The transport of every service-to-service client: httpx over aiohttp's pool."""
+    return AiohttpTransport(
+        limits=httpx.Limits(max_connections=100, keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS)
+    )
+
+
+def async_client(*, timeout: float) -> httpx.AsyncClient:
+    """A plain (token-less) httpx client on :func:`transport`, for hot public calls."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout), transport=transport())
 
 
 class ServiceTokenClient:
@@ -50,6 +76,7 @@ class ServiceTokenClient:
             grant_type="client_credentials",
             token_endpoint_auth_method="client_secret_basic",  # noqa: S106 (a method name)
             timeout=httpx.Timeout(timeout),
+            transport=transport(),
             leeway=leeway,
             update_token=self._refreshed,
         )
