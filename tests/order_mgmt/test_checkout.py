@@ -224,6 +224,66 @@ async def test_twenty_concurrent_submits_of_one_key_make_one_order_and_one_charg
     assert final.status_code == 201 and final.json()["id"] == str(order["id"])
 
 
+async def test_parallel_checkouts_of_one_cart_under_different_keys_buy_it_once(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A double click or two tabs: each request has its own key, the cart is one."""
+    me = shop.shopper()
+    product = await shop.product(stock=50)
+    await fill_cart(api, me, (product, 3))
+    responses = await asyncio.gather(*(checkout(api, me) for _ in range(12)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 1, [r.text for r in responses]
+    for response in responses:
+        if response.status_code != 201:
+            assert response.status_code == 409, response.text
+            body = response.json()
+            assert body["title"] in ("Checkout in progress", "Cart empty"), body
+            if body["title"] == "Checkout in progress":
+                assert int(response.headers["retry-after"]) >= 1
+    [order] = await shop.orders_of(me)
+    assert [p["status"] for p in await shop.payments_for(str(order["id"]))] == ["captured"]
+    assert await shop.physical_stock(product["id"]) == 47
+    confirmed = [e for e in await shop.outbox("order.confirmed") if e["subject_user_id"] == me.id]
+    assert len(confirmed) == 1
+    # The cart is bought: the next checkout, whatever its key, finds it empty.
+    again = await checkout(api, me)
+    assert again.status_code == 409 and again.json()["title"] == "Cart empty"
+
+
+async def test_a_second_checkout_waits_for_the_first_and_a_changed_line_stays(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    me = shop.shopper()
+    mug = await shop.product(stock=20, name="Mug")
+    pen = await shop.product(stock=20, name="Pen")
+    await fill_cart(api, me, (mug, 1), (pen, 2))
+    assert shop.payment_line is not None
+    shop.payment_line.hold()  # the first checkout waits on payment-api
+    try:
+        first = asyncio.ensure_future(checkout(api, me))
+        await eventually(lambda: shop.payment_line is not None and shop.payment_line.held_bytes)
+        second = await checkout(api, me)
+        assert second.status_code == 409, second.text
+        assert second.json()["title"] == "Checkout in progress"
+        assert int(second.headers["retry-after"]) >= 1
+        busy_with = second.json()["order_id"]
+        # The shopper changes the mug's line while the first checkout is under way.
+        await fill_cart(api, me, (mug, 4))
+    finally:
+        shop.payment_line.let_go()
+    placed = await first
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["id"] == busy_with  # the 409 named the checkout under way
+    assert [(i["name"], i["quantity"]) for i in placed.json()["items"]] == [("Mug", 1), ("Pen", 2)]
+    cart = (await api.get("/cart", headers=me)).json()
+    # The pen line was bought as it was; the mug line changed since, so it stays.
+    assert [(i["name"], i["quantity"]) for i in cart["items"]] == [("Mug", 4)]
+    # With the first checkout done, the second key goes through.
+    retried = await checkout(api, me)
+    assert retried.status_code == 201, retried.text
+
+
 async def test_thirty_shoppers_racing_for_five_units(api: httpx.AsyncClient, shop: Shop) -> None:
     product = await shop.product(stock=5)
     shoppers = [shop.shopper() for _ in range(30)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from order_mgmt.checkout import (
     CHECKOUT_DONE,
+    CHECKOUT_PENDING,
     MAX_CHARGE_ATTEMPTS,
     STATUS,
     UNFINISHED,
@@ -205,3 +208,13 @@ def test_the_confirmation_event_carries_line_totals() -> None:
         "total_cents": 2500,
         "currency": "USD",
     }
+
+
+def test_the_one_checkout_index_covers_exactly_the_pending_steps() -> None:
+    """Migration 0003's partial unique index and CHECKOUT_PENDING name the same steps."""
+    module = importlib.import_module("order_mgmt.migrations.0003_one_checkout_per_customer")
+    [operation] = module.Migration.operations
+    [sql] = operation.sql
+    steps = set(re.findall(r"'([a-z_]+)'", sql.split("WHERE", 1)[1]))
+    assert steps == {str(step) for step in CHECKOUT_PENDING}
+    assert CHECKOUT_PENDING < UNFINISHED and not CHECKOUT_PENDING & CHECKOUT_DONE

@@ -86,6 +86,9 @@ UNFINISHED: frozenset[Step] = frozenset(
         Step.RESTOCKING,
     }
 )
+#: Steps of a checkout still under way. A shopper has at most one order in them
+#: (migration 0003's partial unique index), so one cart is never bought twice.
+CHECKOUT_PENDING: frozenset[Step] = UNFINISHED - {Step.CANCELLING, Step.RESTOCKING}
 #: Steps at which a checkout (POST /orders) has its final answer.
 CHECKOUT_DONE: frozenset[Step] = frozenset(
     {

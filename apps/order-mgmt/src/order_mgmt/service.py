@@ -29,6 +29,7 @@ from tortoise.transactions import in_transaction
 
 from order_mgmt.checkout import (
     CHECKOUT_DONE,
+    CHECKOUT_PENDING,
     EVENT_ON_ENTRY,
     STATUS,
     UNFINISHED,
@@ -84,6 +85,18 @@ class LeaseLost(Exception):
 
 class OrderBusy(Exception):
     """Another worker is driving this order right now."""
+
+
+class CartBusy(Exception):
+    """The shopper's cart is already being checked out, under another Idempotency-Key."""
+
+    def __init__(self, order_id: uuid.UUID | None) -> None:
+        super().__init__(str(order_id))
+        self.order_id = order_id
+
+
+#: The partial unique index of migration 0003: one checkout in progress per shopper.
+ONE_CHECKOUT_INDEX = "orders_one_checkout_per_customer"
 
 
 def utcnow() -> datetime:
@@ -464,9 +477,9 @@ class SagaRunner:
         else:
             values["lease_until"] = now + timedelta(seconds=self.settings.recovery_after_seconds)
         if new.step in EVENT_ON_ENTRY:
-            async with in_transaction():
+            async with in_transaction() as conn:
                 await self._write(saga, values)
-                await _on_entry(self.order, new.step)
+                await _on_entry(self.order, new.step, conn)
         else:
             await self._write(saga, values)  # one statement: its own transaction
         self.order.update_from_dict(values)
@@ -497,7 +510,15 @@ class SagaRunner:
         )
 
 
-async def _on_entry(order: Order, step: Step) -> None:
+#: Cart lines still as they were ordered; a line changed during the checkout stays.
+_CLEAR_BOUGHT = (
+    "DELETE FROM cart_items USING carts WHERE cart_items.cart_id = carts.id "
+    "AND carts.customer_id = $1 AND (cart_items.product_id, cart_items.quantity) IN "
+    "(SELECT * FROM unnest($2::uuid[], $3::int[]))"
+)
+
+
+async def _on_entry(order: Order, step: Step, conn: Any) -> None:
     """What entering ``step`` writes in the same transaction: events, the cleared cart."""
     event = EVENT_ON_ENTRY.get(step)
     if event == "order.confirmed":
@@ -506,10 +527,14 @@ async def _on_entry(order: Order, step: Step) -> None:
             confirmed_event(str(order.id), order.items, order.total_cents, order.currency),
             subject_user_id=order.customer_id,
         )
-        cart = await Cart.get_or_none(customer_id=order.customer_id)
-        if cart is not None:
-            bought = [uuid.UUID(str(i["product_id"])) for i in order.items]
-            await CartItem.filter(cart_id=cart.id, product_id__in=bought).delete()
+        await conn.execute_query(
+            _CLEAR_BOUGHT,
+            [
+                order.customer_id,
+                [uuid.UUID(str(i["product_id"])) for i in order.items],
+                [int(i["quantity"]) for i in order.items],
+            ],
+        )
     elif event == "order.cancelled":
         await publish(
             event,
@@ -592,7 +617,13 @@ async def _place(
             lease_until=now + timedelta(seconds=deps.settings.recovery_after_seconds),
             updated_at=now,
         )
-    except IntegrityError:
+    except IntegrityError as exc:
+        if ONE_CHECKOUT_INDEX in str(exc):
+            # Another key's checkout of this cart is under way: one cart, one charge.
+            pending = await Order.filter(
+                customer_id=customer_id, step__in=list(CHECKOUT_PENDING)
+            ).first()
+            raise CartBusy(pending.id if pending else None) from None
         # The same key got past its claim twice (a takeover after a lapsed lease).
         raise OrderBusy from None
     log.info("order placed", extra={"order_id": str(order.id), "request_id": request_id})
@@ -688,6 +719,16 @@ async def checkout(
             409,
             "this order is being worked on; retry with the same Idempotency-Key",
             headers={"Retry-After": str(settings.retry_after_seconds)},
+        ) from None
+    except CartBusy as busy:
+        await idempotency.release(scope, key)
+        raise Problem(
+            409,
+            "another checkout of this cart is under way; nothing was charged for this one. "
+            "Retry once it has finished (or retry that checkout with its own Idempotency-Key)",
+            title="Checkout in progress",
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+            extra={"order_id": str(busy.order_id)} if busy.order_id else None,
         ) from None
     except BaseException:
         await idempotency.release(scope, key)
