@@ -73,6 +73,39 @@ async def test_nul_in_a_product_is_422_and_nothing_is_written(
     assert (await client.get(f"/products/{product['id']}")).json() == product
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("currency", "JPY", id="a-currency-the-shop-cannot-charge"),
+        pytest.param("price_cents", 0, id="free"),
+        pytest.param("price_cents", 100_000_001, id="more-than-one-charge-may-be"),
+    ],
+)
+async def test_a_product_nobody_could_pay_for_is_422(
+    client: httpx.AsyncClient, issuer: TokenIssuer, database_url: str, field: str, value: object
+) -> None:
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:8]}",
+        "name": "Mug",
+        "description": "A mug.",
+        "category": new_category(),
+        "price_cents": 100,
+        "currency": "USD",
+        "stock": 1,
+        field: value,
+    }
+    before = await product_count(database_url)
+    response = await client.post("/products", json=body, headers=admin(issuer))
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert await product_count(database_url) == before
+    product = await make_product(client, issuer, new_category())
+    patch = await client.patch(
+        f"/products/{product['id']}", json={field: value}, headers=admin(issuer)
+    )
+    assert patch.status_code == 422, patch.text
+
+
 async def test_integers_beyond_a_column_in_a_body_are_422(
     client: httpx.AsyncClient, issuer: TokenIssuer
 ) -> None:

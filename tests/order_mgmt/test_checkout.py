@@ -172,6 +172,41 @@ async def test_invalid_bodies_are_422_and_never_echo_the_card(
     }
 
 
+async def test_what_payment_api_would_refuse_is_refused_before_anything_is_held(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """Never "declined" for a card or cart payment-api could not charge at all."""
+    me = shop.shopper()
+    product = await shop.product(stock=200, price_cents=1_500_000)
+    await fill_cart(api, me, (product, 1))
+    for number, cvc in (("378282246310005", "123"), ("4242424242424242", "1234")):
+        body = checkout_body(card=number)
+        body["payment"]["cvc"] = cvc
+        response = await api.post("/orders", json=body, headers={**me, "Idempotency-Key": cvc})
+        assert response.status_code == 422, response.text
+        assert [e["field"] for e in response.json()["errors"]] == ["payment.cvc"]
+    amex = checkout_body(card="378282246310005")
+    amex["payment"]["cvc"] = "1234"
+    await fill_cart(api, me, (product, 99))  # 99 x 15,000.00: more than one charge may be
+    too_much = await api.post("/orders", json=amex, headers={**me, "Idempotency-Key": "big"})
+    assert too_much.status_code == 409, too_much.text
+    assert too_much.json()["title"] == "Cart cannot be charged"
+    await shop.query(
+        "catalog", "UPDATE products SET currency = 'JPY' WHERE id = $1", uuid.UUID(product["id"])
+    )
+    await fill_cart(api, me, (product, 1))
+    yen = await checkout(api, me)
+    assert yen.status_code == 409 and "JPY" in yen.json()["detail"], yen.text
+    assert await shop.orders_of(me) == []
+    assert await shop.available(product["id"]) == 200
+    # An Amex card with its 4-digit CVC, on a cart that can be charged, goes through.
+    await shop.query(
+        "catalog", "UPDATE products SET currency = 'USD' WHERE id = $1", uuid.UUID(product["id"])
+    )
+    bought = await api.post("/orders", json=amex, headers={**me, "Idempotency-Key": "amex"})
+    assert bought.status_code == 201, bought.text
+
+
 async def test_an_empty_cart_is_409(api: httpx.AsyncClient, shop: Shop) -> None:
     response = await checkout(api, shop.shopper())
     assert response.status_code == 409, response.text

@@ -8,14 +8,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from shopflow_kit.http import PageQuery
+from shopflow_kit.money import MAX_AMOUNT_CENTS, Currency
 from shopflow_kit.validation import Int4
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)]
 Sku = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+# A product is priced in a currency the platform can charge, at least 1 cent and at
+# most the largest charge (shopflow_kit.money): every product can be bought.
 # StrictInt: money and stock are never floats, not even 19.0. Both are stored
 # in `integer` columns; the domain bounds sit well inside that type.
-Cents = Annotated[StrictInt, Field(ge=0, le=1_000_000_000)]
+Cents = Annotated[StrictInt, Field(ge=1, le=MAX_AMOUNT_CENTS)]
 Stock = Annotated[StrictInt, Field(ge=0, le=10_000_000)]
 #: A price filter: compared with an `integer` column, so bounded by its type.
 PriceFilter = Annotated[Int4, Field(ge=0)]

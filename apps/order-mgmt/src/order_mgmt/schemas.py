@@ -14,7 +14,9 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+from shopflow_kit import cards
 from shopflow_kit.http import PageQuery
+from shopflow_kit.redaction import luhn_valid
 
 
 class Strict(BaseModel):
@@ -30,16 +32,6 @@ class CartLineIn(Strict):
 MAX_YEARS_AHEAD = 20
 
 
-def luhn_ok(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = int(char)
-        if index % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
 class PaymentIn(Strict):
     # SecretStr: a card number or CVC never shows up in a repr, a log line or an error.
     card_number: SecretStr
@@ -53,16 +45,18 @@ class PaymentIn(Strict):
         number = value.get_secret_value()
         if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
             raise ValueError("card_number must be 12-19 digits")
-        if not luhn_ok(number):
+        if not luhn_valid(number):
             raise ValueError("card_number is not a valid card number (Luhn check)")
         return value
 
     @field_validator("cvc")
     @classmethod
-    def valid_cvc(cls, value: SecretStr) -> SecretStr:
-        cvc = value.get_secret_value()
-        if not (cvc.isascii() and cvc.isdigit() and len(cvc) in (3, 4)):
-            raise ValueError("cvc must be 3 or 4 digits")
+    def valid_cvc(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        # payment-api's own rule (4 digits for Amex, else 3), checked before any stock
+        # is held, so a card payment-api would refuse is never reported as declined.
+        number = info.data.get("card_number")
+        brand = cards.detect_brand(number.get_secret_value()) if number is not None else None
+        cards.check_cvc(value.get_secret_value(), brand)
         return value
 
     @field_validator("exp_year")

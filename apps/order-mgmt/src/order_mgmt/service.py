@@ -22,6 +22,7 @@ from typing import Any
 from shopflow_kit import idempotency
 from shopflow_kit.errors import Problem, problem_body
 from shopflow_kit.idempotency import StoredResponse
+from shopflow_kit.money import MAX_AMOUNT_CENTS, SUPPORTED_CURRENCIES
 from shopflow_kit.outbox import publish
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
@@ -573,7 +574,7 @@ def _snapshot(
             "the cart's products are now priced in different currencies; review the cart",
             title="Cart changed",
         )
-    return [
+    snapshot = [
         {
             "product_id": str(line.product_id),
             "name": live[line.product_id].name,
@@ -582,6 +583,24 @@ def _snapshot(
         }
         for line in lines
     ]
+    # What payment-api would refuse is refused here, before any stock is held.
+    currency = live[lines[0].product_id].currency
+    if currency not in SUPPORTED_CURRENCIES:
+        return problem_body(
+            409,
+            f"the cart is priced in {currency}, which cannot be charged; "
+            f"the shop takes {', '.join(SUPPORTED_CURRENCIES)}",
+            title="Cart cannot be charged",
+        )
+    total = sum(line_total(i) for i in snapshot)
+    if not 1 <= total <= MAX_AMOUNT_CENTS:
+        return problem_body(
+            409,
+            f"the cart's total ({total} cents) is outside what one checkout can charge "
+            f"(1 to {MAX_AMOUNT_CENTS} cents); change the quantities",
+            title="Cart cannot be charged",
+        )
+    return snapshot
 
 
 async def _place(

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from payment_api.cards import CardBrand
+from shopflow_kit.cards import CardBrand
+
 from payment_api.config import AcquirerName, Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -15,11 +15,6 @@ from shopflow_kit.registry import lookup
 SERVICE = lookup("payment-api")
 MODELS = "payment_api.models"
 
-#: The currencies the platform takes (ISO 4217); the one list, used by validation and docs.
-Currency = Literal["USD", "EUR", "GBP"]
-SUPPORTED_CURRENCIES: tuple[str, ...] = get_args(Currency)
-#: One charge is at most 1,000,000.00 in major units; anything above is a bug, not an order.
-MAX_AMOUNT_CENTS = 100_000_000
 #: The acquirers a deployment can choose with ``SHOPFLOW_PAYMENT_API_ACQUIRER``.
 AcquirerName = Literal["sandbox"]
 MIN_KEY_LENGTH = 32

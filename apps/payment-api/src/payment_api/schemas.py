@@ -2,7 +2,7 @@
 
 Card fields are validated here so that every failure is a 422 naming its field
 (``card.number``, ``card.exp_month``, ...). Messages come from
-:mod:`payment_api.cards` and never contain the number; ``repr=False`` keeps the
+:mod:`shopflow_kit.cards` and never contain the number; ``repr=False`` keeps the
 number and CVC out of any repr that might end up in a log.
 """
 
@@ -23,9 +23,11 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
+from shopflow_kit import cards
 
-from payment_api import cards
-from payment_api.config import MAX_AMOUNT_CENTS, Currency
+# The platform's limits: catalog-api prices and order-mgmt checks carts with them too.
+from shopflow_kit.money import MAX_AMOUNT_CENTS, Currency
+
 from payment_api.states import PaymentStatus
 
 T = TypeVar("T")

@@ -16,12 +16,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from shopflow_kit import cards
 from shopflow_kit.errors import Problem, problem_body
 from shopflow_kit.outbox import publish
 from shopflow_kit.security import Principal
 from tortoise.transactions import in_transaction
 
-from payment_api import cards
 from payment_api.acquirers import (
     Acquirer,
     AcquirerUnavailable,

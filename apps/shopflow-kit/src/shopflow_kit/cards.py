@@ -1,5 +1,9 @@
 """Card checks, brand detection and the keyed fingerprint: pure functions, no I/O.
 
+The one set of card rules: order-mgmt checks a checkout's card with them before
+any stock is held, and payment-api checks the charge with them again, so a card
+that passes the first never fails the second.
+
 The messages of :class:`CardError` name the problem and never contain the
 number, so they can be answered and logged as they are.
 """

@@ -6,8 +6,6 @@ import itertools
 from datetime import date
 
 import pytest
-from payment_api import cards
-from payment_api.cards import CardBrand, CardError
 from payment_api.states import (
     INITIAL,
     TRANSITIONS,
@@ -16,6 +14,8 @@ from payment_api.states import (
     can_transition,
     transition,
 )
+from shopflow_kit import cards
+from shopflow_kit.cards import CardBrand, CardError
 
 from tests.utils.payment_api import CARD_NUMBERS
 
