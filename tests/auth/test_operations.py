@@ -147,3 +147,14 @@ async def test_admin_create_cli(client: httpx.AsyncClient, database_url: str) ->
         database_url=database_url,
     )
     assert weak.returncode == 1 and "too common" in weak.stderr
+    # An address registration would refuse (notify-hub could never mail it) is refused too.
+    reserved = shopctl(
+        "admin",
+        "create",
+        "--email",
+        "root@shopflow.local",
+        "--password",
+        PASSWORD,
+        database_url=database_url,
+    )
+    assert reserved.returncode == 1 and "email" in reserved.stderr, reserved.stderr

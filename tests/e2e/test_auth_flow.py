@@ -99,7 +99,7 @@ def test_discovery_and_service_tokens(gw: httpx.Client, platform: Platform) -> N
 def test_seeded_admin_can_log_in(gw: httpx.Client, platform: Platform) -> None:
     login = gw.post(
         "/auth/login",
-        json={"email": "admin@shopflow.local", "password": platform.secrets["admin_password"]},
+        json={"email": "admin@shopflow.example", "password": platform.secrets["admin_password"]},
     )
     me = gw.get("/auth/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"})
     assert me.json()["role"] == "admin"

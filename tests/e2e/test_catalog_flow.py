@@ -20,7 +20,7 @@ def gw(platform: Platform) -> Iterator[httpx.Client]:
 def admin_token(gw: httpx.Client, platform: Platform) -> dict[str, str]:
     login = gw.post(
         "/auth/login",
-        json={"email": "admin@shopflow.local", "password": platform.secrets["admin_password"]},
+        json={"email": "admin@shopflow.example", "password": platform.secrets["admin_password"]},
     )
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 

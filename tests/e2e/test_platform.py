@@ -28,7 +28,7 @@ def own() -> Iterator[Platform]:
 def test_up_prints_the_table(platform: Platform) -> None:
     output = platform.output()
     assert f"http://127.0.0.1:{platform.ports['GATEWAY']}" in output
-    assert "user-auth" in output and "Admin: admin@shopflow.local" in output
+    assert "user-auth" in output and "Admin: admin@shopflow.example" in output
 
 
 def test_unrouted_and_internal_paths_are_404(platform: Platform) -> None:

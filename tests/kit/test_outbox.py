@@ -103,6 +103,59 @@ async def _all_delivered(database_url: str) -> bool:
     return total == delivered == 10
 
 
+class RejectingReceiver(Receiver):
+    """Refuses the first event it sees as malformed (422), takes the rest."""
+
+    def handle(self, req: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        event = json.loads(body)
+        if not self.received or event["id"] == self.received[0]:
+            self.received.append(event["id"])
+            problem = b'{"status": 422, "detail": "data.email: not a valid address"}'
+            return 422, {"content-type": "application/problem+json"}, problem
+        return super().handle(req, body)
+
+
+async def test_an_event_its_receiver_rejects_is_parked_not_retried_for_ever(
+    database_url: str, issuer: TokenIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    await migrate_sample(database_url)
+    receiver = RejectingReceiver(free_port())
+    receiver.server.start()
+    env = sample_env(database_url, issuer, run_relay="true", notify_hub_url=receiver.server.url)
+    service = start_service(
+        "outbox-reject", "tests.kit_sample.app:create_app", env, tmp_path_factory.mktemp("logs")
+    )
+    try:
+        async with httpx.AsyncClient(base_url=service.base_url) as http:
+            for _ in range(3):
+                assert (await http.post("/widgets/publish")).status_code == 201
+            await wait_for(lambda: _seen(receiver, 3))
+            # A few relay rounds later (0.2 s apart) the rejected event was still sent once.
+            await asyncio.sleep(1.5)
+    finally:
+        service.stop()
+        receiver.server.stop()
+    rejected = receiver.received[0]
+    assert receiver.received.count(rejected) == 1
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT delivered_at, attempts, next_attempt_at, last_error FROM outbox "
+            "WHERE id = $1::uuid",
+            rejected,
+        )
+    finally:
+        await conn.close()
+    assert row["delivered_at"] is None and row["attempts"] == 1
+    assert row["next_attempt_at"].year == 9999
+    assert row["last_error"].startswith("rejected:") and "422" in row["last_error"]
+    assert "outbox event rejected by its receiver and parked" in service.child.log_path.read_text()
+
+
+async def _seen(receiver: Receiver, count: int) -> bool:
+    return len(set(receiver.received)) >= count
+
+
 def test_backoff_grows_and_is_capped() -> None:
     for attempt in range(1, 30):
         delay = backoff_delay(attempt, base=0.5, cap=60)

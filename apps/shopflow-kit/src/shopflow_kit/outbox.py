@@ -3,6 +3,11 @@
 ``publish`` is called inside the transaction that changes state, so an event
 exists if and only if the change committed. ``OutboxRelay`` delivers pending
 events at least once; receivers de-duplicate on the event id.
+
+An event its receiver refuses as malformed (:class:`EventRejected`) cannot be
+helped by retrying: it is parked (``next_attempt_at`` = :data:`PARKED`, the
+answer in ``last_error``) and logged as an error, instead of being retried for
+ever. Setting ``next_attempt_at`` back to ``now()`` re-drives it once fixed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ from shopflow_kit.worker import PollingWorker
 log = logging.getLogger("shopflow.outbox")
 
 Deliver = Callable[[OutboxEvent], Awaitable[None]]
+
+#: ``next_attempt_at`` of a parked event: never due again by itself.
+PARKED = datetime(9999, 1, 1, tzinfo=UTC)
+#: Answers that say the event itself is wrong. 401, 403 and 404 are left to retry:
+#: they mean a token, a scope or a URL to fix, after which the event goes through.
+REJECTING_STATUSES = frozenset({400, 413, 415, 422})
+
+
+class EventRejected(Exception):
+    """The receiver refused the event itself; the same event would be refused again."""
 
 
 def utcnow() -> datetime:
@@ -85,6 +100,15 @@ class OutboxRelay(PollingWorker):
             for event in events:
                 try:
                     await self.deliver(event)
+                except EventRejected as exc:  # kept, but not retried: see the module doc
+                    event.attempts += 1
+                    event.next_attempt_at = PARKED
+                    event.last_error = f"rejected: {exc}"[:500]
+                    log.error(
+                        "outbox event rejected by its receiver and parked",
+                        extra={"event_id": str(event.id), "type": event.type, "error": str(exc)},
+                    )
+                    await event.save(update_fields=["attempts", "next_attempt_at", "last_error"])
                 except Exception as exc:  # a failed delivery is retried, never lost
                     event.attempts += 1
                     delay = backoff_delay(event.attempts, self.base_delay, self.max_delay)
@@ -111,6 +135,10 @@ class HttpEventSink:
 
     async def __call__(self, event: OutboxEvent) -> None:
         response = await self.client.post(self.url, json=event.envelope())
+        if response.status_code in REJECTING_STATUSES:
+            raise EventRejected(
+                f"{self.url} answered {response.status_code}: {response.text[:300]}"
+            )
         if response.status_code >= 300:
             raise RuntimeError(f"{self.url} answered {response.status_code}")
 

@@ -54,7 +54,7 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-ADMIN_EMAIL = "admin@shopflow.local"
+ADMIN_EMAIL = "admin@shopflow.example"
 
 
 def local_secrets(state: Path) -> dict[str, object]:
