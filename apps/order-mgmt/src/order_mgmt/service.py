@@ -479,6 +479,10 @@ class SagaRunner:
             values["lease_until"] = now + timedelta(seconds=self.settings.recovery_after_seconds)
         if new.step in EVENT_ON_ENTRY:
             async with in_transaction() as conn:
+                if new.step == Step.CONFIRMED:
+                    # The cart's lock before the order's row, in _place's order: a checkout
+                    # placing an order from this cart waits, then finds the lines gone.
+                    await conn.execute_query(_HOLD_CART, [self.order.customer_id])
                 await self._write(saga, values)
                 await _on_entry(self.order, new.step, conn)
         else:
@@ -603,6 +607,10 @@ def _snapshot(
     return snapshot
 
 
+_HOLD_CART = "SELECT id FROM carts WHERE customer_id = $1 FOR UPDATE"
+_EMPTY = (409, problem_body(409, "the cart is empty; add products first", title="Cart empty"))
+
+
 async def _place(
     deps: Deps,
     customer_id: uuid.UUID,
@@ -612,30 +620,48 @@ async def _place(
     owner: uuid.UUID,
     request_id: str,
 ) -> Order | tuple[int, dict[str, Any]]:
-    """Steps 1 and 2: the price snapshot, then the order as ``pending``."""
+    """Steps 1 and 2: the price snapshot, then the order as ``pending``.
+
+    The cart is read again under its row lock, which confirming an order takes
+    too before it clears the bought lines: a checkout that priced the cart just
+    before another one bought it finds it empty, never buys it a second time.
+    """
     _, lines = await _lines(customer_id)
     if not lines:
-        return 409, problem_body(409, "the cart is empty; add products first", title="Cart empty")
-    live = await deps.clients.catalog.prices([line.product_id for line in lines], request_id)
-    snapshot = _snapshot(lines, live)
-    if isinstance(snapshot, dict):
-        return 409, snapshot
+        return _EMPTY
+    asked = {line.product_id for line in lines}
+    live = await deps.clients.catalog.prices(list(asked), request_id)
     now = utcnow()
     try:
-        order = await Order.create(
-            id=uuid.uuid4(),
-            customer_id=customer_id,
-            idempotency_key=key,
-            request_fingerprint=request_fingerprint,
-            step=Step.PLACED,
-            items=snapshot,
-            total_cents=sum(line_total(i) for i in snapshot),
-            currency=live[lines[0].product_id].currency,
-            shipping_address=body.shipping_address.model_dump(),
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=deps.settings.recovery_after_seconds),
-            updated_at=now,
-        )
+        async with in_transaction() as conn:
+            await conn.execute_query(_HOLD_CART, [customer_id])
+            _, lines = await _lines(customer_id)
+            if not lines:
+                return _EMPTY
+            if any(line.product_id not in asked for line in lines):
+                return 409, problem_body(
+                    409,
+                    "a product was added to the cart during the checkout; review the cart "
+                    "and check out again",
+                    title="Cart changed",
+                )
+            snapshot = _snapshot(lines, live)
+            if isinstance(snapshot, dict):
+                return 409, snapshot
+            order = await Order.create(
+                id=uuid.uuid4(),
+                customer_id=customer_id,
+                idempotency_key=key,
+                request_fingerprint=request_fingerprint,
+                step=Step.PLACED,
+                items=snapshot,
+                total_cents=sum(line_total(i) for i in snapshot),
+                currency=live[lines[0].product_id].currency,
+                shipping_address=body.shipping_address.model_dump(),
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=deps.settings.recovery_after_seconds),
+                updated_at=now,
+            )
     except IntegrityError as exc:
         if ONE_CHECKOUT_INDEX in str(exc):
             # Another key's checkout of this cart is under way: one cart, one charge.
