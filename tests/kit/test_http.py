@@ -70,7 +70,13 @@ async def test_body_over_one_mebibyte_is_413(client: httpx.AsyncClient) -> None:
 
 async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/no/such/route"), 404)
-    assert_problem(await client.delete("/widgets"), 405)
+    listing = await client.delete("/widgets")
+    assert_problem(listing, 405)
+    assert {"GET", "POST"} <= set(listing.headers["allow"].replace(" ", "").split(","))
+    # A route with a path parameter names its methods too (RFC 9110, section 15.5.6).
+    one = await client.request("TRACE", f"/widgets/{uuid.uuid4()}")
+    assert_problem(one, 405)
+    assert "GET" in one.headers["allow"].split(", ") and "DELETE" not in one.headers["allow"]
 
 
 async def test_missing_row_is_404(client: httpx.AsyncClient) -> None:

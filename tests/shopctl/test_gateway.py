@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -149,6 +150,7 @@ VIRTUAL_SERVICE = {
                 fault={"delay": {"fixedDelay": "300ms", "percentage": {"value": 100}}},
             ),
             route("stream", prefix("/stream"), "echo"),
+            route("hangup", prefix("/hangup"), "hangup"),
         ],
     },
 }
@@ -165,8 +167,32 @@ def upstreams() -> Iterator[dict[str, Upstream]]:
 
 
 @pytest.fixture(scope="module")
+def hangup() -> Iterator[int]:
+    """An upstream that reads a request, then closes the connection without answering."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(65536)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    upstreams: dict[str, Upstream], tmp_path_factory: pytest.TempPathFactory
+    upstreams: dict[str, Upstream], hangup: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("gateway")
     vs_file = folder / "vs.yaml"
@@ -185,6 +211,7 @@ def gateway(
     for name, server in upstreams.items():
         args += ["--upstream", f"{name}={server.server.url}"]
     args += ["--upstream", f"nowhere=http://127.0.0.1:{free_port()}"]
+    args += ["--upstream", f"hangup=http://127.0.0.1:{hangup}"]
     child = Child("gateway", args, {}, folder / "gateway.log", cwd=ROOT).start()
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/exact", child, accept=(200, 404, 503))
@@ -286,6 +313,17 @@ async def test_unreachable_upstream_is_503(http: httpx.AsyncClient) -> None:
     response = await http.get("/down")
     assert response.status_code == 503
     assert "unreachable" in response.json()["detail"]
+    assert response.headers["retry-after"] == "1"  # API.md: every 503 says when to retry
+
+
+async def test_an_upstream_that_hangs_up_is_503_with_retry_after(http: httpx.AsyncClient) -> None:
+    """As Envoy's "disconnect/reset before headers": a 503 to retry, never a 502."""
+    for method in ("GET", "POST"):
+        response = await http.request(method, "/hangup", json={} if method == "POST" else None)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "closed the connection" in response.json()["detail"]
 
 
 async def test_fault_abort_and_delay(http: httpx.AsyncClient) -> None:
@@ -355,6 +393,24 @@ async def test_dot_segments_cannot_reach_unrouted_paths(gateway: str) -> None:
     writer.close()
     assert raw.startswith(b"HTTP/1.1 404")
     assert b"no route for GET /internal/events" in raw
+
+
+@pytest.mark.parametrize("coding", [b"gzip, chunked", b"deflate,chunked", b"x-custom, chunked"])
+async def test_a_transfer_coding_other_than_chunked_is_501(
+    gateway: str, upstreams: dict[str, Upstream], coding: bytes
+) -> None:
+    before = upstreams["echo"].hits["/stream/te"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(gateway.rsplit(":", 1)[1]))
+    writer.write(
+        b"POST /stream/te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: %s\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        % coding
+    )
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 501"), raw[:200]
+    assert b"application/problem+json" in raw and b"only chunked" in raw
+    assert upstreams["echo"].hits["/stream/te"] == before  # nothing reached the service
 
 
 def test_normalize_path() -> None:

@@ -88,6 +88,22 @@ def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
     ]
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110's ``Allow`` of a 405, from the router: Sanic leaves it out on routes
+    with a path parameter (``/products/<id>``)."""
+    allowed = []
+    for method in _METHODS:
+        try:
+            request.app.router.get(request.path, method, None)
+        except SanicException:
+            continue
+        allowed.append(method)
+    return ", ".join(allowed)
+
+
 def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
     if isinstance(exc, Problem):
         return problem_response(
@@ -112,7 +128,10 @@ def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
             detail = "the request body is larger than the 1 MiB limit"
         elif status == 401:  # never a library's own wording on an authentication failure
             detail = "authentication is required"
-        return problem_response(status, detail, headers=exc.headers)
+        headers = exc.headers
+        if status == 405 and request is not None and "allow" not in {k.lower() for k in headers}:
+            headers = {**headers, "Allow": _allowed_methods(request)}
+        return problem_response(status, detail, headers=headers)
     request_id = getattr(getattr(request, "ctx", None), "request_id", None)
     log.exception("unhandled error", extra={"request_id": request_id})
     return problem_response(500, "an internal error occurred; quote the x-request-id to support")

@@ -83,6 +83,9 @@ HOP_BY_HOP = frozenset(
 # Set by the gateway itself on the way in; a client's own values are dropped.
 FORWARDED = frozenset({b"x-request-id", b"x-forwarded-proto", b"x-forwarded-host"})
 _REQUEST_ID = b"x-request-id"
+#: The ``Retry-After`` of the gateway's own 503 and 504: a restarting service is
+#: back within about a second under `shopctl up`.
+RETRY_AFTER_SECONDS = 1
 # A pooled upstream connection idle longer than this is not reused: Sanic closes
 # keep-alive connections after 120 s by default, so a few seconds is safe.
 _POOL_IDLE_SECONDS = 4.0
@@ -484,11 +487,20 @@ class _Client(asyncio.Protocol):
         request.keep_alive = self.parser.should_keep_alive()
         request.http_10 = self.parser.get_http_version() == "1.0"
         length = expect = None
+        codings: list[bytes] = []
         for name, value in request.headers:
             if name == b"content-length":
                 length = value
             elif name == b"expect":
                 expect = value.lower()
+            elif name == b"transfer-encoding":
+                codings += [c.strip().lower() for c in value.split(b",")]
+        if unknown := [c for c in codings if c != b"chunked"]:
+            # RFC 9112 6.1: a transfer coding the server does not understand is a 501;
+            # forwarding the body as if it were plain would hand the service garbage.
+            coding = unknown[0].decode("latin-1")
+            self._reject(501, f"the transfer coding {coding!r} is not supported; only chunked is")
+            raise _Rejected
         if length is not None and length.isdigit() and int(length) > self.limits.max_body:
             self._reject(
                 413, f"the request body is larger than the {self.limits.max_body} byte limit"
@@ -568,6 +580,10 @@ class _Client(asyncio.Protocol):
             b"content-length: %d\r\n" % len(body),
             b"x-request-id: %s\r\n" % request_id,
         ]
+        if status in (503, 504):
+            # API.md: an unavailable dependency says when to retry (the same
+            # Idempotency-Key then gets the final result).
+            head.append(b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS)
         if close:
             head.append(b"connection: close\r\n")
         if self.transport is not None:
@@ -768,11 +784,13 @@ class Gateway:
         except UpstreamFailure as exc:
             if exc.reason == CONNECT_FAILURE:
                 return fail(503, f"the upstream {dest.host} is unreachable")
-            return fail(502, f"the upstream {dest.host} closed the connection")
+            # Envoy's "upstream connect error or disconnect/reset before headers" is
+            # a 503 too, and API.md knows no 502.
+            return fail(503, f"the upstream {dest.host} closed the connection")
         except _RetryableStatus as exc:
             return fail(exc.status, f"the upstream {dest.host} failed")
         except ConnectionError as exc:
-            return fail(502, f"the upstream {dest.host} failed: {exc}")
+            return fail(503, f"the upstream {dest.host} failed: {exc}")
 
         keep = await self._relay(
             client, upstream, status, reason, headers, request, request_id, keep
