@@ -122,6 +122,10 @@ async def generate_catalog(database_url: str, n: int, *, seed: int = 1) -> int:
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
+            # Committed durably even where the server commits asynchronously (the
+            # local platform's PostgreSQL): VACUUM below can only mark a page
+            # all-visible once the commit that wrote it is flushed.
+            await conn.execute("SET LOCAL synchronous_commit = on")
             await conn.executemany(
                 "INSERT INTO categories (id, slug, name) VALUES ($1, $2, $3) "
                 "ON CONFLICT (slug) DO NOTHING",
@@ -149,7 +153,7 @@ async def generate_catalog(database_url: str, n: int, *, seed: int = 1) -> int:
                 await conn.execute("TRUNCATE synthetic_products")
         # Fresh statistics, so the planner sees the real size (and picks the GIN index),
         # and a fresh visibility map, so a listing's bounded count and the ids it skips
-        # are read from the index alone, as autovacuum would make them on a live shop.
+        # are read from the index alone, as autovacuum leaves them on a live shop.
         await conn.execute("VACUUM (ANALYZE) products")
     finally:
         await conn.close()
