@@ -608,7 +608,10 @@ def _snapshot(
 
 
 _HOLD_CART = "SELECT id FROM carts WHERE customer_id = $1 FOR UPDATE"
-_EMPTY = (409, problem_body(409, "the cart is empty; add products first", title="Cart empty"))
+
+
+def _empty() -> tuple[int, dict[str, Any]]:
+    return 409, problem_body(409, "the cart is empty; add products first", title="Cart empty")
 
 
 async def _place(
@@ -628,7 +631,7 @@ async def _place(
     """
     _, lines = await _lines(customer_id)
     if not lines:
-        return _EMPTY
+        return _empty()
     asked = {line.product_id for line in lines}
     live = await deps.clients.catalog.prices(list(asked), request_id)
     now = utcnow()
@@ -637,7 +640,7 @@ async def _place(
             await conn.execute_query(_HOLD_CART, [customer_id])
             _, lines = await _lines(customer_id)
             if not lines:
-                return _EMPTY
+                return _empty()
             if any(line.product_id not in asked for line in lines):
                 return 409, problem_body(
                     409,
