@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from tests.utils.live import log_once
 from tests.utils.order_mgmt import (
     APPROVED,
     DECLINED,
@@ -427,8 +428,14 @@ async def test_calls_carry_the_request_id_and_reuse_one_token(
     # cached service token (one more at most, if it came near expiry meanwhile).
     assert tokens_before is not None and tokens_before >= 1
     assert call_tokens() - tokens_before <= 1
-    catalog_log = (shop.log_dir / "catalog-api.log").read_text()
-    payment_log = (shop.log_dir / "payment-api.log").read_text()
+    catalog_log = await log_once(
+        shop.log_dir / "catalog-api.log",
+        lambda text: all(text.count(request_id) >= 3 for request_id in request_ids),
+    )
+    payment_log = await log_once(
+        shop.log_dir / "payment-api.log",
+        lambda text: all(request_id in text for request_id in request_ids),
+    )
     for request_id in request_ids:
         assert catalog_log.count(request_id) >= 3  # prices, reserve, commit
         assert payment_log.count(request_id) >= 1  # charge

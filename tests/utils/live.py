@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +15,21 @@ from shopctl.pg import free_port
 from shopctl.procs import Child, sanic_args, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+async def log_once(path: Path, present: Callable[[str], bool], timeout: float = 10.0) -> str:
+    """The log at ``path`` as soon as ``present(text)`` holds (or as it is after ``timeout``).
+
+    A service writes its access lines at the end of the event loop's turn in
+    which it answered (``shopflow_kit.observability``), so a client can read
+    an answer before its line is in the file.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace")
+        if present(text) or time.monotonic() > deadline:
+            return text
+        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sanic import Blueprint, Sanic
+from sanic_ext.extensions.http.extension import HTTPExtension
 
 from shopflow_kit import observability, openapi, server
 from shopflow_kit.config import ServiceSettings
@@ -45,12 +46,15 @@ def create_app(
     )
     server.install(app, settings.shutdown_grace_seconds)
     app.config.FALLBACK_ERROR_FORMAT = "json"
-    # sanic-ext stays for HTTP semantics (HEAD and OPTIONS for every route). The kit
-    # builds the public OpenAPI document itself (shopflow_kit.openapi explains why), and
-    # no origin is allowed cross-site, so sanic-ext's OpenAPI and its per-request CORS
-    # middleware are off.
+    # Of sanic-ext only its HTTP extension stays, for HTTP semantics (HEAD and
+    # OPTIONS for every route). The kit builds the public OpenAPI document
+    # itself (shopflow_kit.openapi explains why), no origin is allowed
+    # cross-site, and no handler uses dependency injection, whose signal
+    # sanic-ext would otherwise dispatch on every request (py-spy: about 10% of
+    # a ``/health`` request).
     app.config.OAS = False
     app.config.CORS = False
+    app.extend(built_in_extensions=False, extensions=[HTTPExtension])
     openapi.install(app, f"ShopFlow {service.name}", service.prefixes)
     app.ctx.settings = settings
     app.ctx.verifier = TokenVerifier(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
-import os
+import random
 import re
 import sys
 import threading
@@ -61,6 +62,54 @@ class JsonFormatter(logging.Formatter):
         return scrub_card_numbers(json.dumps(redact(entry), default=str))
 
 
+class _PendingLines:
+    """Access lines waiting for the end of the event loop's turn, written with one call.
+
+    ``PYTHONUNBUFFERED=1`` (the images set it, so that a crash loses no log
+    line) makes every write to stdout a system call. Access lines are instead
+    collected here and written together once per turn of the event loop:
+    under load one ``write`` then carries the lines of every request answered
+    in that turn (py-spy put a write per line at 16% of a ``/health``
+    request's CPU), and with one request at a time it is the same single write
+    as before. Every other log line goes through :class:`OrderedStreamHandler`,
+    which writes the pending lines first, so lines keep their order. A
+    ``kill -9`` can lose at most the lines of the turn it interrupts (Envoy's
+    access log, by comparison, flushes once a second).
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        if not self.lines:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # outside the event loop: nothing batches, write it now
+                self.lines.append(line)
+                self.flush()
+                return
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        if self.lines:
+            text = "".join(self.lines)
+            self.lines.clear()
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+_pending = _PendingLines()
+atexit.register(_pending.flush)  # a loop stopped with lines still pending
+
+
+class OrderedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stdout's handler: writes any pending access lines before its own record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _pending.flush()
+        super().emit(record)
+
+
 class AccessLog:
     """Per-request lines in :class:`JsonFormatter`'s shape, without logging's per-record cost.
 
@@ -69,7 +118,8 @@ class AccessLog:
     formats the date and time once a second, and masks card numbers in the one
     field a client writes (the path) instead of the whole line. It still
     honours the logger's level, so ``LOG_LEVEL=WARNING`` silences it, and it
-    writes to the same stdout, one flushed line per request.
+    writes to the same stdout as every other line, in order, once per turn of
+    the event loop (:class:`_PendingLines`).
     """
 
     def __init__(self, service: str, logger: logging.Logger) -> None:
@@ -102,14 +152,17 @@ class AccessLog:
         path = entry.get("path")
         if isinstance(path, str):
             entry["path"] = scrub_card_numbers(path)
-        stream = sys.stdout
-        stream.write(orjson.dumps(entry, default=str).decode() + "\n")
-        stream.flush()
+        _pending.add(orjson.dumps(entry, default=str).decode() + "\n")
 
 
 def new_request_id() -> str:
-    """32 hex characters, as ``uuid4().hex`` gives, at a fraction of its cost."""
-    return os.urandom(16).hex()
+    """32 hex characters, as ``uuid4().hex`` gives, at a fraction of its cost.
+
+    A request id correlates log lines and guards nothing, so it comes from the
+    ``random`` module (seeded from the OS in each process) rather than a system
+    call per request for ``os.urandom``.
+    """
+    return f"{random.getrandbits(128):032x}"
 
 
 def accepted_request_id(incoming: str) -> str:
@@ -145,7 +198,7 @@ def configure_logging(service: str, level: str) -> None:
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
     logging.captureWarnings(True)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = OrderedStreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
