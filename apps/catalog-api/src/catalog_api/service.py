@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from shopflow_kit import db
 from shopflow_kit.errors import Problem
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
@@ -182,9 +183,8 @@ def _invalidate_rankings() -> None:
 
 async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
     # Released without a reset round trip: see shopflow_kit.pg_engine.KitConnection.
-    async with _db().acquire_connection() as conn:
-        found: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        return found
+    found: list[asyncpg.Record] = await db.pool().fetch(sql, *args)
+    return found
 
 
 def _filters(query: ProductQuery, params: list[Any]) -> tuple[list[str], str]:

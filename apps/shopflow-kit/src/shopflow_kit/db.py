@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tortoise import Tortoise
+import asyncpg
+from tortoise import Tortoise, connections
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
 
@@ -18,6 +19,17 @@ def tortoise_config(settings: ServiceSettings, models_module: str | None) -> dic
     connection = expand_db_url(settings.resolved_database_url())
     connection["engine"] = "shopflow_kit.pg_engine"  # Tortoise's asyncpg backend, fixed
     connection["credentials"]["maxsize"] = settings.database_pool_max
+    # Every statement is a prepared one (asyncpg caches them per connection).
+    # PostgreSQL would still plan most of them again on every execution: its
+    # "auto" mode keeps a custom plan whenever the generic one is estimated
+    # dearer, which for a lookup by a list of ids (``unnest($1::uuid[])``) is
+    # always. Planning was 150 us against 30 us of execution for catalog
+    # search's page query, and PostgreSQL's CPU per search fell from 175 us to
+    # under 30 us with one plan per statement. The services' statements are
+    # lookups by key and filters served by an index, for which one generic plan
+    # is right.
+    server_settings = connection["credentials"].setdefault("server_settings", {})
+    server_settings["plan_cache_mode"] = "force_generic_plan"
     apps: dict[str, Any] = {"kit": dict(KIT_APP)}
     if models_module:
         package = models_module.rsplit(".", 1)[0]
@@ -40,7 +52,27 @@ async def init_db(settings: ServiceSettings, models_module: str | None) -> None:
     )
 
 
+_pool: asyncpg.Pool | None = None
+
+
+def pool() -> asyncpg.Pool:
+    """The service's asyncpg pool (Tortoise's own), for a hot read that skips the ORM.
+
+    Looked up once: Tortoise's ``connections.get()`` checks the event loop on
+    every call, and its connection wrapper adds a layer around asyncpg's
+    acquire and release (py-spy: 13% of a catalog search together).
+    """
+    global _pool
+    if _pool is None or _pool.is_closing():
+        _pool = connections.get("default")._pool
+        if _pool is None:
+            raise RuntimeError("the database is not initialised (init_db)")
+    return _pool
+
+
 async def close_db() -> None:
+    global _pool
+    _pool = None
     await Tortoise.close_connections()
 
 
