@@ -7,7 +7,7 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from shopflow_kit.db import close_db, init_db
+from shopflow_kit.db import close_db, init_db, pool
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
@@ -54,3 +54,11 @@ async def test_transactions_cancelled_at_any_moment_give_their_connection_back(o
             await pool.release(conn)
     # Whatever was cancelled before its COMMIT left nothing behind; the rest is whole.
     assert all(w.count == 1 for w in await Widget.filter(name="cancelled-maybe"))
+
+
+async def test_statements_are_planned_once_and_the_pool_is_tortoises(orm: None) -> None:
+    assert pool() is connections.get("default")._pool
+    async with in_transaction() as conn:  # an ORM connection
+        [row] = await conn.execute_query_dict("SHOW plan_cache_mode")
+    assert row["plan_cache_mode"] == "force_generic_plan"
+    assert await pool().fetchval("SHOW plan_cache_mode") == "force_generic_plan"
