@@ -132,6 +132,26 @@ async def test_access_log_is_json_with_request_id(
     assert mine[-1]["service"] == "kit-sample"
 
 
+async def test_an_empty_body_on_a_get_is_not_an_error(sample: LiveService) -> None:
+    """Some clients send "Content-Length: 0" on a GET; Sanic logged "body not consumed" for it
+    (as an error, on every request the gateway forwarded, until the gateway stopped adding it)."""
+    marker = f"empty-{uuid.uuid4().hex[:8]}"
+    port = int(sample.base_url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # Two requests on one connection: the service finishes the first, log lines
+    # included, before it reads the second.
+    writer.write(
+        b"GET /widgets HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        b"GET /health HTTP/1.1\r\nHost: x\r\nx-request-id: " + marker.encode() + b"\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    answers = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answers.count(b"HTTP/1.1 200 OK") == 2
+    log = await log_once(sample.child.log_path, lambda text: marker in text)
+    assert "body not consumed" not in log
+
+
 async def test_concurrent_requests_each_get_one_whole_access_line(
     client: httpx.AsyncClient, sample: LiveService
 ) -> None:

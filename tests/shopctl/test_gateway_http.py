@@ -202,6 +202,28 @@ async def test_odd_header_values_are_forwarded_as_bytes(
 
 
 @pytest.mark.parametrize(
+    ("request_head", "body", "length"),
+    [
+        (b"GET /h HTTP/1.1\r\nHost: x\r\n", b"", None),  # no body, no framing: none added
+        (b"DELETE /h HTTP/1.1\r\nHost: x\r\n", b"", None),
+        (b"POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n", b"", "0"),
+        (b"POST /h HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n", b"abc", "3"),
+        (b"PUT /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n", b"0\r\n\r\n", "0"),
+    ],
+)
+async def test_a_body_is_framed_upstream_only_when_the_client_framed_one(
+    gateway: tuple[int, Path], request_head: bytes, body: bytes, length: str | None
+) -> None:
+    """Like Envoy: "Content-Length: 0" on a GET makes Sanic log an error per request."""
+    port, _ = gateway
+    raw = await exchange(port, request_head + b"Connection: close\r\n\r\n" + body)
+    assert status_of(raw) == 200, raw[:200]
+    echoed = json.loads(raw.partition(b"\r\n\r\n")[2])
+    assert echoed["headers"].get("content-length") == length
+    assert "transfer-encoding" not in echoed["headers"]
+
+
+@pytest.mark.parametrize(
     "header",
     [b"X-Odd: a\x01b", b"X-Odd: a\x00b", b"Bad Name: v", b"X-Odd: a\rb", b": novalue"],
 )

@@ -55,6 +55,11 @@ class KitRequest(Request):
             observer.start(self)
 
     async def respond(self, *args: Any, **kwargs: Any) -> Any:
+        stream: Any = self.stream
+        if stream is not None and stream.request_body is True and not stream.request_bytes_left:
+            # "Content-Length: 0" on a GET: nothing is left to read, so nothing
+            # was left unread. Sanic would log "body not consumed" as an error.
+            stream.request_body = None
         response = await super().respond(*args, **kwargs)
         observer = getattr(self.app.ctx, "observer", None)
         if observer is not None and response is not None:

@@ -120,6 +120,8 @@ class _Request:
     body_size: int = 0
     keep_alive: bool = True
     http_10: bool = False
+    # Whether the client framed a body (Content-Length or Transfer-Encoding).
+    framed: bool = False
     # An early answer (413, 414, 431, 400) that replaces proxying; sent in turn.
     reject: tuple[int, str] | None = None
 
@@ -495,6 +497,7 @@ class _Client(asyncio.Protocol):
                 expect = value.lower()
             elif name == b"transfer-encoding":
                 codings += [c.strip().lower() for c in value.split(b",")]
+        request.framed = length is not None or bool(codings)
         if unknown := [c for c in codings if c != b"chunked"]:
             # RFC 9112 6.1: a transfer coding the server does not understand is a 501;
             # forwarding the body as if it were plain would hand the service garbage.
@@ -763,16 +766,21 @@ class Gateway:
         peer = client.peer.encode()
         lines.append(
             b"host: %s:%d\r\nx-request-id: %s\r\nx-forwarded-for: %s\r\n"
-            b"x-forwarded-proto: http\r\nx-forwarded-host: %s\r\ncontent-length: %d\r\n\r\n"
+            b"x-forwarded-proto: http\r\nx-forwarded-host: %s\r\n"
             % (
                 address[0].encode(),
                 address[1],
                 request_id,
                 prior + b", " + peer if prior else peer,
                 host_header,
-                len(body),
             )
         )
+        # A request without a body (a GET, as clients send it) goes on without
+        # framing, as Envoy forwards it: "Content-Length: 0" on a GET makes
+        # Sanic log "body not consumed" as an error for every such request.
+        if body or request.framed:
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
         outgoing = b"".join(lines) + body
 
         try:
