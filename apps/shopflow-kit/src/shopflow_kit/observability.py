@@ -91,10 +91,13 @@ class _PendingLines:
         self.lines.append(line)
 
     def flush(self) -> None:
-        if self.lines:
-            text = "".join(self.lines)
-            self.lines.clear()
-            sys.stdout.write(text)
+        # Swapped, not cleared after the join: a line another thread logs
+        # meanwhile lands in one list or the other, never in neither. And the
+        # lines are gone before the write, so a failing stdout cannot loop back
+        # here through the error it logs.
+        lines, self.lines = self.lines, []
+        if lines:
+            sys.stdout.write("".join(lines))
             sys.stdout.flush()
 
 
