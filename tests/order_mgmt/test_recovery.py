@@ -15,8 +15,10 @@ import signal
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from order_mgmt.service import _CLAIM_STUCK
 
 from tests.utils.order_mgmt import (
     APPROVED,
@@ -238,3 +240,26 @@ async def test_orders_caught_mid_flight_are_finished_by_two_replicas(
     assert (await shop.captured_orders()) & ours == confirmed
     events = [e for e in await shop.outbox("order.confirmed") if e["data"]["order_id"] in ours]
     assert sorted(e["data"]["order_id"] for e in events) == sorted(confirmed)
+
+
+async def test_the_recovery_sweep_reads_the_unfinished_orders_index(shop: Shop) -> None:
+    """Under one generic plan per statement (shopflow_kit.db), as the service plans it.
+
+    With the unfinished steps as a parameter PostgreSQL could not prove that the
+    partial index applies, and every sweep read every order ever placed.
+    """
+    conn = await asyncpg.connect(
+        shop.databases["orders"], server_settings={"plan_cache_mode": "force_generic_plan"}
+    )
+    try:
+        await conn.execute("SET enable_seqscan = off")  # a tiny table would be scanned anyway
+        # A prepared statement's generic plan (a plain EXPLAIN would plan it
+        # with the parameters' values).
+        await conn.execute(f"PREPARE claim(uuid, timestamptz, int) AS {_CLAIM_STUCK}")
+        plan = "\n".join(
+            row[0]
+            for row in await conn.fetch("EXPLAIN EXECUTE claim(gen_random_uuid(), now(), 10)")
+        )
+    finally:
+        await conn.close()
+    assert "orders_unfinished_idx" in plan, plan

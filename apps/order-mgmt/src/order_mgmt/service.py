@@ -846,17 +846,22 @@ async def cancel_order(
 
 # --- recovery -----------------------------------------------------------------------------
 
-_CLAIM_STUCK = """
+# The unfinished steps are written into the statement, not passed as a
+# parameter: statements are planned once (shopflow_kit.db), and only a literal
+# list lets PostgreSQL prove that the partial index orders_unfinished_idx
+# applies. With a parameter the sweep read every order ever placed.
+_UNFINISHED_STEPS = ", ".join(f"'{step.value}'" for step in sorted(UNFINISHED))
+_CLAIM_STUCK = f"""
     UPDATE orders SET lease_owner = $1, lease_until = $2
     WHERE id IN (
         SELECT id FROM orders
-        WHERE step = ANY($3::text[]) AND lease_until < now()
+        WHERE step IN ({_UNFINISHED_STEPS}) AND lease_until < now()
         ORDER BY lease_until
-        LIMIT $4
+        LIMIT $3
         FOR UPDATE SKIP LOCKED
     )
     RETURNING id
-"""
+"""  # noqa: S608 - our own enum values
 
 
 async def recover_stuck_orders(deps: Deps) -> int:
@@ -871,7 +876,7 @@ async def recover_stuck_orders(deps: Deps) -> int:
     async with in_transaction() as conn:
         rows = await conn.execute_query_dict(
             _CLAIM_STUCK,
-            [owner, lease_until, [str(s) for s in UNFINISHED], settings.recovery_batch_size],
+            [owner, lease_until, settings.recovery_batch_size],
         )
     if not rows:
         return 0
