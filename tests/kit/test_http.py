@@ -12,6 +12,7 @@ import httpx
 from tests.utils.live import LiveService, log_once
 
 PROBLEM = "application/problem+json"
+UUID_FORM = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def assert_problem(response: httpx.Response, status: int) -> dict:
@@ -105,7 +106,7 @@ async def test_bad_query_parameters_are_400_naming_them(client: httpx.AsyncClien
 
 async def test_request_id_generated_propagated_and_sanitised(client: httpx.AsyncClient) -> None:
     generated = (await client.get("/health")).headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert re.fullmatch(UUID_FORM, generated)
     given = "req-123.abc"
     assert (await client.get("/health", headers={"x-request-id": given})).headers[
         "x-request-id"
@@ -113,7 +114,7 @@ async def test_request_id_generated_propagated_and_sanitised(client: httpx.Async
     forged = (await client.get("/health", headers={"x-request-id": "bad id; <script>"})).headers[
         "x-request-id"
     ]
-    assert forged != "bad id; <script>" and re.fullmatch(r"[0-9a-f]{32}", forged)
+    assert forged != "bad id; <script>" and re.fullmatch(UUID_FORM, forged)
     # Errors carry it too.
     assert (await client.get("/nope", headers={"x-request-id": given})).headers[
         "x-request-id"
@@ -176,14 +177,22 @@ async def test_access_log_never_carries_a_card_number(
     card = "4242424242424242"
     marker = f"card-{uuid.uuid4().hex[:8]}"
     await client.get(f"/widgets/{card}", headers={"x-request-id": marker})
-    answer = await client.get("/health", headers={"x-request-id": card})
-    assert answer.headers["x-request-id"] != card
-    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
-    replaced = answer.headers["x-request-id"]
-    log = await log_once(sample.child.log_path, lambda text: marker in text and replaced in text)
+    joined = f"{marker}-joined"
+    await client.get(f"/widgets/x_{card}", headers={"x-request-id": joined})
+    replaced = []
+    for request_id in (card, f"order-{card}", f"{card}_retry"):
+        answer = await client.get("/health", headers={"x-request-id": request_id})
+        assert re.fullmatch(UUID_FORM, answer.headers["x-request-id"])
+        replaced.append(answer.headers["x-request-id"])
+    log = await log_once(
+        sample.child.log_path,
+        lambda text: joined in text and all(r in text for r in replaced),
+    )
     assert card not in log
-    [entry] = [json.loads(line) for line in log.splitlines() if marker in line]
-    assert entry["path"] == "/widgets/[card number redacted]"
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    paths = {e["request_id"]: e.get("path") for e in entries if e.get("path")}
+    assert paths[marker] == "/widgets/[card number redacted]"
+    assert paths[joined] == "/widgets/x_[card number redacted]"
 
 
 async def test_metrics_are_labelled_by_route_template(client: httpx.AsyncClient) -> None:

@@ -41,7 +41,7 @@ async def test_sigterm_under_load_fails_no_accepted_request(
     async def shopper() -> None:
         async with httpx.AsyncClient(base_url=service.base_url, timeout=30) as http:
             while True:
-                request_id = uuid.uuid4().hex
+                request_id = str(uuid.uuid4())
                 try:
                     response = await http.get(
                         "/widgets/slow",

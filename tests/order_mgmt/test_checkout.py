@@ -416,7 +416,7 @@ async def test_calls_carry_the_request_id_and_reuse_one_token(
         me = shop.shopper()
         product = await shop.product(stock=2)
         await fill_cart(api, me, (product, 1))
-        request_id = f"rid-{uuid.uuid4().hex}"
+        request_id = f"rid-{uuid.uuid4()}"
         response = await api.post(
             "/orders",
             json=checkout_body(),

@@ -159,13 +159,16 @@ class AccessLog:
 
 
 def new_request_id() -> str:
-    """32 hex characters, as ``uuid4().hex`` gives, at a fraction of its cost.
+    """A random id in UUID form, as Envoy generates ``x-request-id``.
 
-    A request id correlates log lines and guards nothing, so it comes from the
-    ``random`` module (seeded from the OS in each process) rather than a system
-    call per request for ``os.urandom``.
+    The UUID form matters: the card-number scrubber skips UUIDs whole, while a
+    plain 32-digit hex id can hold a run of 12 decimal digits that passes the
+    Luhn check. A request id correlates log lines and guards nothing, so it
+    comes from the ``random`` module (seeded from the OS in each process)
+    rather than a system call per request for ``os.urandom``.
     """
-    return f"{random.getrandbits(128):032x}"
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def accepted_request_id(incoming: str) -> str:

@@ -26,9 +26,13 @@ CARD_NUMBER_MASK = "[card number redacted]"
 CARD_FIELDS = frozenset({"number", "card_number", "pan", "cvc", "cvv", "cvc2", "cvv2"})
 CARD_FIELD_PREFIXES = ("exp_",)
 
-# Not inside a longer word, number or dash-joined token (UUIDs, request ids).
-_CANDIDATE = re.compile(r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])")
-
+_UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+# A UUID is skipped whole (an id, never a card number). Anything else that is a
+# run of 12 or more digits, grouped by single spaces or dashes and not part of a
+# longer digit run, is a candidate whatever letters or punctuation touch it:
+# "order-4242424242424242" and "x_4242424242424242" hide a card number too.
+_CANDIDATE = re.compile(rf"(?P<uuid>{_UUID})|(?<!\d)\d(?:[ -]?\d){{11,}}(?!\d)")
+_GROUP = re.compile(r"\d+")
 
 def is_card_field(key: object) -> bool:
     if not isinstance(key, str):
@@ -50,13 +54,29 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _holds_card_number(run: str) -> bool:
+    """Whether whole groups of ``run`` (digits split by spaces or dashes) form a
+    Luhn-valid 12-19 digit number: "4242424242424242 12" still holds one."""
+    groups = _GROUP.findall(run)
+    for first in range(len(groups)):
+        digits = ""
+        for group in groups[first:]:
+            digits += group
+            if len(digits) > 19:
+                break
+            if len(digits) >= 12 and luhn_valid(digits):
+                return True
+    return False
+
+
 def _mask(match: re.Match[str]) -> str:
-    digits = match.group().replace(" ", "").replace("-", "")
-    return CARD_NUMBER_MASK if luhn_valid(digits) else match.group()
+    if match.group("uuid"):
+        return match.group()
+    return CARD_NUMBER_MASK if _holds_card_number(match.group()) else match.group()
 
 
 def scrub_card_numbers(text: str) -> str:
-    """``text`` with every Luhn-valid 12-19 digit run (spaces/dashes allowed) masked."""
+    """``text`` with every Luhn-valid 12-19 digit number (spaces/dashes allowed) masked."""
     if _CANDIDATE.search(text) is None:  # the common case, and the cheap one
         return text
     return _CANDIDATE.sub(_mask, text)
