@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler
@@ -354,7 +355,7 @@ async def test_headers_are_forwarded_with_request_id_and_forwarded_for(
     assert echo["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
     assert response.headers["x-upstream"] == "echo"
     generated = (await http.get("/stream/h")).json()["headers"]["x-request-id"]
-    assert len(generated) == 32
+    assert uuid.UUID(generated) and len(generated) == 36  # UUID form, as Envoy generates
 
 
 async def test_request_and_response_bodies_pass_intact(http: httpx.AsyncClient) -> None:

@@ -158,6 +158,39 @@ async def test_expect_continue_within_the_limit_continues(gateway: tuple[int, Pa
     assert json.loads(raw.partition(b"\r\n\r\n")[2])["body_len"] == 5
 
 
+async def test_expect_continue_behind_a_pipelined_request_waits_its_turn(
+    gateway: tuple[int, Path],
+) -> None:
+    """RFC 9112 9.3.2: answers go out in request order, interim ones included.
+
+    The 100 for the second request came before the first one's answer; and
+    when the first was still queued it never came (the client gave up after the
+    30 s body timeout).
+    """
+    port, _ = gateway
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+        )
+        await writer.drain()
+        received = b""
+        while b"100 Continue" not in received:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, received
+            received += chunk
+        first, _, interim = received.partition(b"HTTP/1.1 100 Continue")
+        assert first.startswith(b"HTTP/1.1 200") and b'"/first"' in first
+        writer.write(b"{}")
+        await writer.drain()
+        rest = interim + await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert b"HTTP/1.1 200" in rest and b'"/second"' in rest
+
+
 async def test_a_long_request_line_is_414(gateway: tuple[int, Path]) -> None:
     port, _ = gateway
     raw = await exchange(port, b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"a" * 20_000))

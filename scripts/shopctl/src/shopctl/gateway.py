@@ -18,7 +18,8 @@ Behaviour at the edge, as a front proxy must have it (docs/gateway.md):
   bounded time and size (nginx's lingering close), so the client can read the
   answer instead of a reset.
 - ``Expect: 100-continue`` gets ``100 Continue`` only when the declared length
-  is within the limit; otherwise 413 straight away.
+  is within the limit (otherwise 413 straight away), and on a pipelined
+  connection only after the answers to the requests before it.
 - A request line over ``max_request_line`` gets 414, headers over
   ``max_header_bytes`` (or ``max_headers``) get 431; bytes llhttp refuses get 400.
 - A connection idle between requests is closed after ``idle_timeout``; one that
@@ -122,6 +123,9 @@ class _Request:
     http_10: bool = False
     # Whether the client framed a body (Content-Length or Transfer-Encoding).
     framed: bool = False
+    # "Expect: 100-continue" while earlier requests were still being answered:
+    # the 100 waits for their answers (responses go out in request order).
+    continue_pending: bool = False
     # An early answer (413, 414, 431, 400) that replaces proxying; sent in turn.
     reject: tuple[int, str] | None = None
 
@@ -509,8 +513,11 @@ class _Client(asyncio.Protocol):
                 413, f"the request body is larger than the {self.limits.max_body} byte limit"
             )
             raise _Rejected
-        if expect == b"100-continue" and self.transport is not None and not self.queue:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect == b"100-continue" and self.transport is not None:
+            if self.task is None and not self.queue:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:  # RFC 9112 9.3.2: after the answers to the requests before it
+                request.continue_pending = True
         self._arm(self.limits.body_timeout, self._slow_body)
 
     def on_body(self, body: bytes) -> None:
@@ -556,6 +563,10 @@ class _Client(asyncio.Protocol):
             self.transport.resume_reading()
             if self.current is None:
                 self._arm(self.limits.idle_timeout, self._idle_expired)
+            elif self.current.continue_pending:  # its turn has come
+                self.current.continue_pending = False
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self._arm(self.limits.body_timeout, self._slow_body)
 
     def _reject(self, status: int, detail: str) -> None:
         request = self.current or _Request()
