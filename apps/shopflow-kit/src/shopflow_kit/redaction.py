@@ -34,6 +34,7 @@ _UUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f
 _CANDIDATE = re.compile(rf"(?P<uuid>{_UUID})|(?<!\d)\d(?:[ -]?\d){{11,}}(?!\d)")
 _GROUP = re.compile(r"\d+")
 
+
 def is_card_field(key: object) -> bool:
     if not isinstance(key, str):
         return False
