@@ -191,6 +191,24 @@ async def test_expect_continue_behind_a_pipelined_request_waits_its_turn(
     assert b"HTTP/1.1 200" in rest and b'"/second"' in rest
 
 
+@pytest.mark.parametrize(
+    ("request_line_and_headers", "status"),
+    [
+        (b"GET /h HTTP/1.1\r\n", 400),  # RFC 9112 3.2: HTTP/1.1 needs a Host header
+        (b"GET /h HTTP/2.0\r\nHost: x\r\n", 505),  # not HTTP/1.x: not served as if it were
+        (b"GET /h HTTP/1.0\r\n", 200),  # HTTP/1.0 has no Host requirement
+    ],
+)
+async def test_a_request_without_host_or_in_another_version_is_refused(
+    gateway: tuple[int, Path], request_line_and_headers: bytes, status: int
+) -> None:
+    port, _ = gateway
+    raw = await exchange(port, request_line_and_headers + b"Connection: close\r\n\r\n")
+    assert status_of(raw) == status, raw[:200]
+    if status != 200:
+        assert problem_of(raw)["status"] == status
+
+
 async def test_a_long_request_line_is_414(gateway: tuple[int, Path]) -> None:
     port, _ = gateway
     raw = await exchange(port, b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % (b"a" * 20_000))

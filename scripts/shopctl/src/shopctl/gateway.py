@@ -491,17 +491,27 @@ class _Client(asyncio.Protocol):
         assert request is not None
         request.method = self.parser.get_method()
         request.keep_alive = self.parser.should_keep_alive()
-        request.http_10 = self.parser.get_http_version() == "1.0"
+        version = self.parser.get_http_version()
+        request.http_10 = version == "1.0"
+        if version not in ("1.0", "1.1"):
+            self._reject(505, f"HTTP/{version} is not supported here; use HTTP/1.1")
+            raise _Rejected
         length = expect = None
         codings: list[bytes] = []
+        has_host = False
         for name, value in request.headers:
-            if name == b"content-length":
+            if name == b"host":
+                has_host = True
+            elif name == b"content-length":
                 length = value
             elif name == b"expect":
                 expect = value.lower()
             elif name == b"transfer-encoding":
                 codings += [c.strip().lower() for c in value.split(b",")]
         request.framed = length is not None or bool(codings)
+        if not has_host and not request.http_10:
+            self._reject(400, "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)")
+            raise _Rejected
         if unknown := [c for c in codings if c != b"chunked"]:
             # RFC 9112 6.1: a transfer coding the server does not understand is a 501;
             # forwarding the body as if it were plain would hand the service garbage.
