@@ -1,4 +1,4 @@
-"""The kit's database engine in-process: cancellation never leaks a pooled connection."""
+"""The kit's database engine in-process: pooled connections, cancellation, shared reads."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 
+import asyncpg
+import pytest
 import pytest_asyncio
-from shopflow_kit.db import close_db, init_db, pool
+from shopflow_kit.db import close_db, init_db, reads
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
@@ -56,9 +58,96 @@ async def test_transactions_cancelled_at_any_moment_give_their_connection_back(o
     assert all(w.count == 1 for w in await Widget.filter(name="cancelled-maybe"))
 
 
-async def test_statements_are_planned_once_and_the_pool_is_tortoises(orm: None) -> None:
-    assert pool() is connections.get("default")._pool
+async def test_statements_are_planned_once_and_reads_borrow_tortoises_connections(
+    orm: None,
+) -> None:
     async with in_transaction() as conn:  # an ORM connection
         [row] = await conn.execute_query_dict("SHOW plan_cache_mode")
     assert row["plan_cache_mode"] == "force_generic_plan"
-    assert await pool().fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+    assert reads().source is connections.get("default")._pool
+    assert await reads().fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+
+
+async def _backends() -> int:
+    """This database's client connections other than the asking one."""
+    async with in_transaction() as conn:
+        [row] = await conn.execute_query_dict(
+            "SELECT count(*) AS n FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    return int(row["n"])
+
+
+async def test_more_reads_than_connections_share_them(orm: None) -> None:
+    pids = await asyncio.gather(
+        *(reads().fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.02)") for _ in range(40))
+    )
+    assert len(set(pids)) == POOL  # every connection used, never more
+    assert reads().borrowed == POOL and len(reads().idle) == POOL
+
+
+async def test_reads_cancelled_at_any_moment_leave_no_connection_behind(orm: None) -> None:
+    """A hung-up search gives its connection back to asyncpg, which cleans it up."""
+    rng = random.Random(11)
+    for _ in range(200):
+        task = asyncio.ensure_future(reads().fetch("SELECT pg_sleep(0.002)"))
+        await asyncio.sleep(rng.uniform(0, 0.004))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(*reads().background)
+    assert reads().borrowed <= POOL
+    # Every connection still answers, and the ORM's share of the pool is intact.
+    pids = await asyncio.gather(
+        *(reads().fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.02)") for _ in range(20))
+    )
+    assert len(set(pids)) == POOL
+    source = connections.get("default")._pool
+    async with asyncio.timeout(10):
+        held = [await source.acquire() for _ in range(POOL)]
+    for conn in held:
+        await source.release(conn)
+    assert await _backends() <= 2 * POOL
+
+
+async def test_a_refused_statement_keeps_its_connection(orm: None) -> None:
+    before = reads().borrowed
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await reads().fetch("SELECT * FROM no_such_table")
+    assert reads().borrowed == before
+    assert await reads().fetchval("SELECT 1") == 1
+
+
+async def test_a_shared_read_sees_every_write_made_before_it_arrived(orm: None) -> None:
+    """A read waits for the next run of its statement, never one already running."""
+    widget = await Widget.create(name="shared-read", count=1)
+    sql = "SELECT count, clock_timestamp() AS at FROM widgets, pg_sleep(0.3) WHERE id = $1"
+    first = asyncio.ensure_future(reads().fetch_shared(sql, widget.id))
+    await asyncio.sleep(0.1)  # the first run has started and has its snapshot
+    await Widget.filter(id=widget.id).update(count=2)
+    second = asyncio.ensure_future(reads().fetch_shared(sql, widget.id))
+    third = asyncio.ensure_future(reads().fetch_shared(sql, widget.id))
+    [old], [new], [also_new] = await asyncio.gather(first, second, third)
+    assert old["count"] == 1
+    assert new["count"] == 2 and also_new["count"] == 2
+    assert new["at"] == also_new["at"] > old["at"]  # one run served both late readers
+    assert not reads().flights
+
+
+async def test_shared_reads_coalesce_and_survive_a_cancelled_reader(orm: None) -> None:
+    sql = "SELECT clock_timestamp() AS at FROM pg_sleep(0.05)"
+    readers = [asyncio.ensure_future(reads().fetch_shared(sql)) for _ in range(30)]
+    await asyncio.sleep(0)
+    readers[3].cancel()
+    done = await asyncio.gather(*readers, return_exceptions=True)
+    assert isinstance(done[3], asyncio.CancelledError)
+    runs = {rows[0]["at"] for rows in done if isinstance(rows, list)}
+    assert len(runs) == 1  # all arrived before the statement was sent
+    # Different arguments are different reads.
+    a, b = await asyncio.gather(
+        reads().fetch_shared("SELECT $1::int AS n", 1),
+        reads().fetch_shared("SELECT $1::int AS n", 2),
+    )
+    assert (a[0]["n"], b[0]["n"]) == (1, 2)
+    with pytest.raises(asyncpg.UndefinedTableError):
+        await reads().fetch_shared("SELECT * FROM no_such_table")
+    assert not reads().flights

@@ -182,8 +182,7 @@ def _invalidate_rankings() -> None:
 
 
 async def _fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
-    # Released without a reset round trip: see shopflow_kit.pg_engine.KitConnection.
-    found: list[asyncpg.Record] = await db.pool().fetch(sql, *args)
+    found: list[asyncpg.Record] = await db.reads().fetch_shared(sql, *args)
     return found
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from typing import Any
 
 import asyncpg
@@ -18,7 +20,8 @@ def tortoise_config(settings: ServiceSettings, models_module: str | None) -> dic
     """One connection (the service's own database); the kit's tables plus the service's."""
     connection = expand_db_url(settings.resolved_database_url())
     connection["engine"] = "shopflow_kit.pg_engine"  # Tortoise's asyncpg backend, fixed
-    connection["credentials"]["maxsize"] = settings.database_pool_max
+    # The ORM's connections, and as many again that ``reads()`` may borrow.
+    connection["credentials"]["maxsize"] = 2 * settings.database_pool_max
     # Every statement is a prepared one (asyncpg caches them per connection).
     # PostgreSQL would still plan most of them again on every execution: its
     # "auto" mode keeps a custom plan whenever the generic one is estimated
@@ -52,27 +55,186 @@ async def init_db(settings: ServiceSettings, models_module: str | None) -> None:
     )
 
 
-_pool: asyncpg.Pool | None = None
+class ReadPool:
+    """Connections held for a hot read, handed out without asyncpg's pool machinery.
+
+    asyncpg's pool costs a queue, a shielded task and a reset with a timeout on
+    every acquire and release: about 10% of a catalog search's CPU (py-spy),
+    where Python 3.11's ``get_running_loop`` makes a ``getpid`` system call
+    each time. This keeps up to ``size`` connections borrowed from that pool
+    and hands them out last-in, first-out, so a request costs a list pop and
+    an append. A connection whose query was cancelled or broke goes back to
+    asyncpg's pool, which cleans or replaces it (its release waits for a
+    cancelled query and rolls back); one that PostgreSQL answered with an
+    error is ready for the next query and stays.
+    """
+
+    def __init__(self, source: asyncpg.Pool, size: int) -> None:
+        # Looked up once: each ``get_running_loop()`` is a system call on 3.11.
+        self.loop = asyncio.get_running_loop()
+        self.source = source
+        self.size = size
+        self.idle: list[asyncpg.Connection] = []
+        self.borrowed = 0
+        self.waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self.closing = False
+        self.background: set[asyncio.Task[None]] = set()  # returns and shared reads
+        #: Statements in flight for ``fetch_shared``, and the reads waiting for their next run.
+        self.flights: dict[tuple[Any, ...], list[asyncio.Future[list[asyncpg.Record]]]] = {}
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        conn = self.idle.pop() if self.idle else await self._take()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        except asyncpg.PostgresError:
+            self._put(conn)  # the server refused the statement; the session is fine
+            raise
+        except BaseException:
+            self._return(conn)  # cancelled or broken mid-query: asyncpg cleans it up
+            raise
+        self._put(conn)
+        return rows
+
+    async def fetch_shared(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """``fetch``, run once for identical reads that arrive while it is in flight.
+
+        A read never joins a run that has already started: it waits for the
+        next one, which starts as soon as the current one ends and serves every
+        read that arrived meanwhile. Its rows are therefore read after it
+        arrived, as fresh as from a statement of its own, while a burst of the
+        same search costs one statement per round trip instead of one per
+        request (request coalescing, as Varnish and nginx's ``proxy_cache_lock``
+        do for a cache miss). The rows are shared: callers must not change them.
+        """
+        key = (sql, *(tuple(a) if isinstance(a, list) else a for a in args))
+        mine: asyncio.Future[list[asyncpg.Record]] = self.loop.create_future()
+        waiting = self.flights.get(key)
+        if waiting is None:
+            self.flights[key] = [mine]
+            task = self.loop.create_task(self._fly(key, sql, args))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
+        else:
+            waiting.append(mine)
+        return await mine
+
+    async def _fly(self, key: tuple[Any, ...], sql: str, args: tuple[Any, ...]) -> None:
+        """Run ``sql`` for the reads waiting on ``key`` until none arrived during a run."""
+        waiting = self.flights[key]
+        batch: list[asyncio.Future[list[asyncpg.Record]]] = []
+        try:
+            while waiting:
+                batch = list(waiting)
+                waiting.clear()
+                try:
+                    rows = await self.fetch(sql, *args)
+                except Exception as exc:
+                    for read in batch:
+                        if not read.done():
+                            read.set_exception(exc)
+                else:
+                    for read in batch:
+                        if not read.done():
+                            read.set_result(rows)
+                batch = []
+        finally:
+            del self.flights[key]
+            for read in [*batch, *waiting]:  # only when this task itself was cancelled
+                if not read.done():
+                    read.cancel()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetch(sql, *args)
+        return rows[0][0] if rows else None
+
+    async def _take(self) -> asyncpg.Connection:
+        while True:
+            if self.closing:
+                raise asyncpg.InterfaceError("the database is closing")
+            if self.borrowed < self.size:
+                self.borrowed += 1
+                try:
+                    conn: asyncpg.Connection = await self.source.acquire()
+                except BaseException:
+                    self.borrowed -= 1
+                    self._wake()
+                    raise
+                return conn
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self._put(waiter.result())  # handed over as this request gave up
+                raise
+            if handed is not None:
+                return handed
+            # None: a connection was given back to asyncpg; borrow a fresh one.
+
+    def _put(self, conn: asyncpg.Connection) -> None:
+        if self.closing or conn.is_closed():
+            self._return(conn)
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self.idle.append(conn)
+
+    def _return(self, conn: asyncpg.Connection) -> None:
+        """Give ``conn`` back to asyncpg's pool, which resets or replaces it."""
+        self.borrowed -= 1
+        task = asyncio.ensure_future(self.source.release(conn))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        """Give every connection back; one in use goes back when its query ends."""
+        self.closing = True
+        while self.idle:
+            self._return(self.idle.pop())
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        await asyncio.gather(*self.background, return_exceptions=True)
 
 
-def pool() -> asyncpg.Pool:
-    """The service's asyncpg pool (Tortoise's own), for a hot read that skips the ORM.
+_reads: ReadPool | None = None
 
-    Looked up once: Tortoise's ``connections.get()`` checks the event loop on
+
+def reads() -> ReadPool:
+    """The service's connections for hot reads that skip the ORM (catalog search).
+
+    Borrowed from Tortoise's own asyncpg pool, as many as the ORM may use
+    (``database_pool_max``), on first use; a service that never calls this
+    holds none. Tortoise's ``connections.get()`` checks the event loop on
     every call, and its connection wrapper adds a layer around asyncpg's
     acquire and release (py-spy: 13% of a catalog search together).
     """
-    global _pool
-    if _pool is None or _pool.is_closing():
-        _pool = connections.get("default")._pool
-        if _pool is None:
+    global _reads
+    if _reads is None:
+        client = connections.get("default")
+        if client._pool is None:
             raise RuntimeError("the database is not initialised (init_db)")
-    return _pool
+        _reads = ReadPool(client._pool, client.pool_maxsize // 2)
+    return _reads
 
 
 async def close_db() -> None:
-    global _pool
-    _pool = None
+    global _reads
+    if _reads is not None:
+        await _reads.close()
+        _reads = None
     await Tortoise.close_connections()
 
 
