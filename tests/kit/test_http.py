@@ -202,3 +202,16 @@ async def test_metrics_are_labelled_by_route_template(client: httpx.AsyncClient)
     assert 'route="/widgets/<widget_id:uuid>"' in text
     assert str(missing) not in text
     assert "shopflow_http_request_duration_seconds_bucket" in text
+
+
+def test_a_read_response_strips_what_sanic_strips_from_headers() -> None:
+    from sanic import HTTPResponse
+    from shopflow_kit.http import ReadResponse
+
+    samples = ["", '"3eaa87fb"', "public, max-age=5", "a\r\nSet-Cookie: x=1", "\0b\rc\nd", "é €"]
+    for value in samples:
+        assert ReadResponse._sanitize_header_value(value) == (
+            HTTPResponse._sanitize_header_value(value)
+        )
+    response = ReadResponse(b"{}", headers={"X-Injected": "a\r\nSet-Cookie: x=1"})
+    assert dict(response.processed_headers)[b"X-Injected"] == b"aSet-Cookie: x=1"

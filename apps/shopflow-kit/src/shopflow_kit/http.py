@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from sanic import HTTPResponse, Request, raw
+from sanic import HTTPResponse, Request
 
 MAX_PAGE_SIZE = 100
 
@@ -35,6 +35,24 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=str)
 
 
+class ReadResponse(HTTPResponse):
+    """Sanic's response, which strips CR, LF and NUL from its headers more cheaply.
+
+    Sanic does it with ``str.translate`` and a table, one dictionary lookup per
+    character of every header name and value: 5% of a catalog search's CPU
+    (py-spy). Three substring tests find that there is nothing to strip, which
+    is always so for the headers of a read (a hash, fixed text, the request id).
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def _sanitize_header_value(value: str) -> str:
+        if "\r" in value or "\n" in value or "\0" in value:
+            return HTTPResponse._sanitize_header_value(value)
+        return value
+
+
 def cached_json(request: Request, body: Any, *, max_age: int = 5) -> HTTPResponse:
     """JSON with a strong ETag and short public caching; answers 304 on a matching If-None-Match."""
     payload = dumps(body)
@@ -44,8 +62,8 @@ def cached_json(request: Request, body: Any, *, max_age: int = 5) -> HTTPRespons
     if wanted is not None:
         tags = {t.strip().removeprefix("W/") for t in wanted.split(",")}
         if etag in tags or "*" in tags:
-            return HTTPResponse(status=304, headers=headers)
-    return raw(payload, headers=headers, content_type="application/json")
+            return ReadResponse(status=304, headers=headers)
+    return ReadResponse(payload, headers=headers, content_type="application/json")
 
 
 def client_address(request: Request) -> str:
