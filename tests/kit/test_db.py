@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import asyncpg
 import pytest
@@ -151,3 +152,57 @@ async def test_shared_reads_coalesce_and_survive_a_cancelled_reader(orm: None) -
     with pytest.raises(asyncpg.UndefinedTableError):
         await reads().fetch_shared("SELECT * FROM no_such_table")
     assert not reads().flights
+
+
+async def _terminate(query: str) -> None:
+    async with in_transaction() as conn:
+        await conn.execute_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+            [query],
+        )
+
+
+async def test_connections_killed_mid_query_or_idle_are_replaced(orm: None) -> None:
+    """A PostgreSQL restart with searches in flight and connections idle."""
+    slow = "SELECT pg_sleep(5) AS killed_mid_query"
+    in_flight = [asyncio.ensure_future(reads().fetch(slow)) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    await _terminate(slow)
+    failed = await asyncio.gather(*in_flight, return_exceptions=True)
+    assert all(isinstance(f, asyncpg.PostgresError | asyncpg.InterfaceError) for f in failed)
+    # The idle ones die too (their last query was this one).
+    await asyncio.gather(*(reads().fetch("SELECT 1 AS idle_then_killed") for _ in range(POOL)))
+    await _terminate("SELECT 1 AS idle_then_killed")
+    await asyncio.sleep(0.2)
+    async with asyncio.timeout(10):
+        answers = await asyncio.gather(*(reads().fetchval("SELECT 7") for _ in range(3 * POOL)))
+        shared = await asyncio.gather(*(reads().fetch_shared("SELECT 8 AS n") for _ in range(9)))
+    assert answers == [7] * (3 * POOL)
+    assert all(rows[0]["n"] == 8 for rows in shared)
+    assert 0 < reads().borrowed <= POOL
+
+
+async def test_a_cancelled_waiter_passes_its_turn_on(orm: None) -> None:
+    holders = [asyncio.ensure_future(reads().fetch("SELECT pg_sleep(3)")) for _ in range(POOL)]
+    await asyncio.sleep(0.3)  # every connection busy
+    first = asyncio.ensure_future(reads().fetchval("SELECT 1"))
+    second = asyncio.ensure_future(reads().fetchval("SELECT 2"))
+    await asyncio.sleep(0.05)  # both waiting
+    holders[0].cancel()  # its connection goes back to asyncpg: the first waiter's turn...
+    first.cancel()  # ...which it gives up before it runs
+    async with asyncio.timeout(2):  # not after the other holders' 3 s
+        assert await second == 2
+    await asyncio.gather(*holders, first, return_exceptions=True)
+
+
+async def test_only_reads_with_the_same_values_in_sql_are_shared(orm: None) -> None:
+    sql = "SELECT $1::numeric::text AS n"
+    a, b, c = await asyncio.gather(
+        reads().fetch_shared(sql, Decimal("1.0")),
+        reads().fetch_shared(sql, Decimal("1.00")),
+        reads().fetch_shared(sql, 1),
+    )
+    assert [a[0]["n"], b[0]["n"], c[0]["n"]] == ["1.0", "1.00", "1"]
+    [grid] = await reads().fetch_shared("SELECT $1::int[] AS g", [[1, 2], [3, 4]])
+    assert grid["g"] == [[1, 2], [3, 4]]

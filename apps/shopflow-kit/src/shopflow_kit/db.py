@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import deque
 from typing import Any
 
@@ -55,6 +56,31 @@ async def init_db(settings: ServiceSettings, models_module: str | None) -> None:
     )
 
 
+def _usable(conn: asyncpg.Connection) -> bool:
+    """Whether ``conn`` can run a query: open, and still ours (asyncpg takes back one that died)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # "released back to the pool": its connection was lost
+        return False
+
+
+#: Argument types whose equality in Python means the same value for PostgreSQL.
+_SHAREABLE = frozenset({str, int, uuid.UUID, type(None)})
+
+
+def _share_key(sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The key of a shareable read, or None (a ``Decimal("1.0")`` equals ``1``, but not in SQL)."""
+    key: list[Any] = [sql]
+    for arg in args:
+        if type(arg) in _SHAREABLE:
+            key.append(arg)
+        elif type(arg) in (list, tuple) and all(type(item) in _SHAREABLE for item in arg):
+            key.append((list, *arg))
+        else:
+            return None
+    return tuple(key)
+
+
 class ReadPool:
     """Connections held for a hot read, handed out without asyncpg's pool machinery.
 
@@ -63,16 +89,17 @@ class ReadPool:
     where Python 3.11's ``get_running_loop`` makes a ``getpid`` system call
     each time. This keeps up to ``size`` connections borrowed from that pool
     and hands them out last-in, first-out, so a request costs a list pop and
-    an append. A connection whose query was cancelled or broke goes back to
-    asyncpg's pool, which cleans or replaces it (its release waits for a
-    cancelled query and rolls back); one that PostgreSQL answered with an
-    error is ready for the next query and stays.
+    an append. A connection whose query was cancelled or broke, or that died
+    while idle (a PostgreSQL restart), goes back to asyncpg's pool, which
+    cleans or replaces it (its release waits for a cancelled query and rolls
+    back); one that PostgreSQL answered with an error is ready for the next
+    query and stays.
     """
 
-    def __init__(self, source: asyncpg.Pool, size: int) -> None:
+    def __init__(self, client: Any, size: int) -> None:
         # Looked up once: each ``get_running_loop()`` is a system call on 3.11.
         self.loop = asyncio.get_running_loop()
-        self.source = source
+        self.client = client  # Tortoise's asyncpg client, whose pool lends the connections
         self.size = size
         self.idle: list[asyncpg.Connection] = []
         self.borrowed = 0
@@ -82,15 +109,22 @@ class ReadPool:
         #: Statements in flight for ``fetch_shared``, and the reads waiting for their next run.
         self.flights: dict[tuple[Any, ...], list[asyncio.Future[list[asyncpg.Record]]]] = {}
 
+    @property
+    def source(self) -> asyncpg.Pool | None:
+        return self.client._pool
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = self.idle.pop() if self.idle else await self._take()
+        while not _usable(conn):  # died while idle
+            self._return(conn)
+            conn = self.idle.pop() if self.idle else await self._take()
         try:
             rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        except asyncpg.PostgresError:
-            self._put(conn)  # the server refused the statement; the session is fine
-            raise
-        except BaseException:
-            self._return(conn)  # cancelled or broken mid-query: asyncpg cleans it up
+        except BaseException as exc:
+            if isinstance(exc, asyncpg.PostgresError) and _usable(conn):
+                self._put(conn)  # the server refused the statement; the session is fine
+            else:
+                self._return(conn)  # cancelled or broken mid-query: asyncpg cleans it up
             raise
         self._put(conn)
         return rows
@@ -104,9 +138,15 @@ class ReadPool:
         arrived, as fresh as from a statement of its own, while a burst of the
         same search costs one statement per round trip instead of one per
         request (request coalescing, as Varnish and nginx's ``proxy_cache_lock``
-        do for a cache miss). The rows are shared: callers must not change them.
+        do for a cache miss). Reads are identical when their statement and
+        arguments are: strings, ints, UUIDs, None and lists of them; a read
+        with any other argument runs on its own. The rows are shared: callers
+        must not change them. A caller that goes away leaves the run to finish
+        for the others.
         """
-        key = (sql, *(tuple(a) if isinstance(a, list) else a for a in args))
+        key = _share_key(sql, args)
+        if key is None:
+            return await self.fetch(sql, *args)
         mine: asyncio.Future[list[asyncpg.Record]] = self.loop.create_future()
         waiting = self.flights.get(key)
         if waiting is None:
@@ -154,7 +194,13 @@ class ReadPool:
             if self.borrowed < self.size:
                 self.borrowed += 1
                 try:
-                    conn: asyncpg.Connection = await self.source.acquire()
+                    if self.source is None:  # Tortoise opens its pool on first use
+                        async with self.client.acquire_connection():
+                            pass
+                    source = self.source
+                    if source is None:
+                        raise RuntimeError("the database is not initialised (init_db)")
+                    conn: asyncpg.Connection = await source.acquire()
                 except BaseException:
                     self.borrowed -= 1
                     self._wake()
@@ -165,15 +211,19 @@ class ReadPool:
             try:
                 handed = await waiter
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self._put(waiter.result())  # handed over as this request gave up
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a connection, or a turn to borrow one, as this read gave up.
+                    if waiter.result() is not None:
+                        self._put(waiter.result())
+                    else:
+                        self._wake()
                 raise
             if handed is not None:
                 return handed
             # None: a connection was given back to asyncpg; borrow a fresh one.
 
     def _put(self, conn: asyncpg.Connection) -> None:
-        if self.closing or conn.is_closed():
+        if self.closing or not _usable(conn):
             self._return(conn)
             return
         while self.waiters:
@@ -186,9 +236,11 @@ class ReadPool:
     def _return(self, conn: asyncpg.Connection) -> None:
         """Give ``conn`` back to asyncpg's pool, which resets or replaces it."""
         self.borrowed -= 1
-        task = asyncio.ensure_future(self.source.release(conn))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        source = self.source
+        if source is not None:  # asyncpg does nothing for one it already took back
+            task = asyncio.ensure_future(source.release(conn))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
         self._wake()
 
     def _wake(self) -> None:
@@ -222,11 +274,9 @@ def reads() -> ReadPool:
     acquire and release (py-spy: 13% of a catalog search together).
     """
     global _reads
-    if _reads is None:
+    if _reads is None or _reads.closing:
         client = connections.get("default")
-        if client._pool is None:
-            raise RuntimeError("the database is not initialised (init_db)")
-        _reads = ReadPool(client._pool, client.pool_maxsize // 2)
+        _reads = ReadPool(client, client.pool_maxsize // 2)
     return _reads
 
 
