@@ -52,7 +52,8 @@ internal = Blueprint("catalog_internal", url_prefix="/internal")
     f"counts the matches exactly up to {service.EXACT_TOTAL_UP_TO:,}; above that it is "
     f"PostgreSQL's estimate (at least {service.EXACT_TOTAL_UP_TO + 1:,}), as large shops "
     'show "1,000+ results". A full-text search ranks its matches once per 5 seconds (the '
-    "responses' max-age); prices and `stock_available` are always read live.",
+    "responses' max-age); prices and `stock_available` are always read live, and a product "
+    "that no longer matches the filters is left out.",
     responses={200: Page[ProductOut], 304: None},
     query=ProductQuery,
     links={200: _product_links("$response.body#/items/0/id")},

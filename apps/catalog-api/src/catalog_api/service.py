@@ -111,14 +111,19 @@ class RankingCache:
     every match; a shop's searches repeat, so the order is computed once per
     query and TTL, by one request while concurrent ones wait for it. Rows,
     prices and ``stock_available`` are always read fresh, by id, in the page's
-    one statement. Admin writes and reservations clear the cache, so this
-    process never serves a membership older than its own last change.
+    one statement, which applies the search's filters again: a row that no
+    longer matches (repriced, sold out, renamed) is left out, never shown
+    against its filter. Admin writes and reservations clear the cache, and a
+    request waits only for a ranking begun after this process's last change,
+    so it never gets a membership older than that change. An entry unused for
+    a whole TTL after it expired is recomputed, not served while refreshing.
     """
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
         self.entries: OrderedDict[tuple[Any, ...], _Ranking] = OrderedDict()
-        self.pending: dict[tuple[Any, ...], asyncio.Future[_Ranking]] = {}
+        #: Rankings being computed, by key: the generation each began in, and its result.
+        self.pending: dict[tuple[Any, ...], tuple[int, asyncio.Future[_Ranking]]] = {}
         self.refreshing: set[asyncio.Task[_Ranking]] = set()
         self.generation = 0
         self.estimates: dict[tuple[Any, ...], tuple[int, float]] = {}
@@ -132,9 +137,10 @@ class RankingCache:
         self, key: tuple[Any, ...], compute: Callable[[], Awaitable[_Ranking]]
     ) -> _Ranking:
         entry = self.entries.get(key)
-        if entry is not None:
+        now = time.monotonic()
+        if entry is not None and entry.expires + RANKING_TTL > now:
             self.entries.move_to_end(key)
-            if entry.expires <= time.monotonic() and key not in self.pending:
+            if entry.expires <= now and key not in self.pending:
                 # Stale: one task recomputes it while requests keep the old order
                 # for that moment, so the expiry never stalls a busy query.
                 task = asyncio.ensure_future(self._compute(key, compute))
@@ -142,8 +148,8 @@ class RankingCache:
                 task.add_done_callback(self._refreshed)
             return entry
         waiting = self.pending.get(key)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
+        if waiting is not None and waiting[0] == self.generation:
+            return await asyncio.shield(waiting[1])
         return await self._compute(key, compute)
 
     def _refreshed(self, task: asyncio.Task[_Ranking]) -> None:
@@ -156,7 +162,7 @@ class RankingCache:
     ) -> _Ranking:
         generation = self.generation
         future: asyncio.Future[_Ranking] = asyncio.get_running_loop().create_future()
-        self.pending[key] = future
+        self.pending[key] = (generation, future)
         try:
             entry = await compute()
         except BaseException as exc:
@@ -164,7 +170,9 @@ class RankingCache:
             future.exception()  # retrieved: waiters re-raise it, nobody else must
             raise
         finally:
-            del self.pending[key]
+            current = self.pending.get(key)
+            if current is not None and current[1] is future:  # not a newer one's
+                del self.pending[key]
         future.set_result(entry)
         if generation != self.generation:
             return entry
@@ -263,12 +271,15 @@ async def _ranked_page(query: ProductQuery, sort: str) -> tuple[list[dict[str, A
     ids = ranking.ids[query.offset : query.offset + query.page_size]
     if not ids:
         return [], ranking.total
+    params: list[Any] = [ids]
+    where, _ = _filters(query, params)
     rows = await _fetch(
         f"""SELECT {PAGE_COLUMNS}
             FROM unnest($1::uuid[]) WITH ORDINALITY AS page(id, n)
             JOIN products p ON p.id = page.id JOIN categories c ON c.id = p.category_id
+            {_where(where)}
             ORDER BY page.n""",  # noqa: S608
-        ids,
+        *params,
     )
     return [_public(r) for r in rows], ranking.total
 
