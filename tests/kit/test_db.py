@@ -149,6 +149,14 @@ async def test_shared_reads_coalesce_and_survive_a_cancelled_reader(orm: None) -
         reads().fetch_shared("SELECT $1::int AS n", 2),
     )
     assert (a[0]["n"], b[0]["n"]) == (1, 2)
+    # Ids as asyncpg returns them (its own UUID type) are shared like any other.
+    ids = [row["id"] for row in await reads().fetch("SELECT gen_random_uuid() AS id")]
+    sql = "SELECT clock_timestamp() AS at, $1::uuid[] AS ids FROM pg_sleep(0.05)"
+    runs = {
+        rows[0]["at"]
+        for rows in await asyncio.gather(*(reads().fetch_shared(sql, list(ids)) for _ in range(10)))
+    }
+    assert len(runs) == 1
     with pytest.raises(asyncpg.UndefinedTableError):
         await reads().fetch_shared("SELECT * FROM no_such_table")
     assert not reads().flights

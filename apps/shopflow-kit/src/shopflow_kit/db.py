@@ -64,17 +64,22 @@ def _usable(conn: asyncpg.Connection) -> bool:
         return False
 
 
-#: Argument types whose equality in Python means the same value for PostgreSQL.
-_SHAREABLE = frozenset({str, int, uuid.UUID, type(None)})
+#: Argument types whose equality in Python means the same value for PostgreSQL
+#: (exact types: ``True == 1``), and UUIDs (asyncpg returns its own subclass).
+_SHAREABLE = frozenset({str, int, type(None)})
+
+
+def _shareable(value: Any) -> bool:
+    return type(value) in _SHAREABLE or isinstance(value, uuid.UUID)
 
 
 def _share_key(sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The key of a shareable read, or None (a ``Decimal("1.0")`` equals ``1``, but not in SQL)."""
     key: list[Any] = [sql]
     for arg in args:
-        if type(arg) in _SHAREABLE:
+        if _shareable(arg):
             key.append(arg)
-        elif type(arg) in (list, tuple) and all(type(item) in _SHAREABLE for item in arg):
+        elif type(arg) in (list, tuple) and all(_shareable(item) for item in arg):
             key.append((list, *arg))
         else:
             return None
