@@ -163,12 +163,24 @@ async def test_shared_reads_coalesce_and_survive_a_cancelled_reader(orm: None) -
 
 
 async def _terminate(query: str) -> None:
+    """End the backends whose last statement was ``query``, and wait until they are gone."""
+    where = "WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()"
     async with in_transaction() as conn:
         await conn.execute_query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {where}",  # noqa: S608
             [query],
         )
+    async with asyncio.timeout(10):
+        while True:
+            async with in_transaction() as conn:
+                [row] = await conn.execute_query_dict(
+                    f"SELECT count(*) AS n FROM pg_stat_activity {where}",  # noqa: S608
+                    [query],
+                )
+            if row["n"] == 0:
+                break
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # and the client has read each one's end of stream
 
 
 async def test_connections_killed_mid_query_or_idle_are_replaced(orm: None) -> None:
@@ -182,7 +194,6 @@ async def test_connections_killed_mid_query_or_idle_are_replaced(orm: None) -> N
     # The idle ones die too (their last query was this one).
     await asyncio.gather(*(reads().fetch("SELECT 1 AS idle_then_killed") for _ in range(POOL)))
     await _terminate("SELECT 1 AS idle_then_killed")
-    await asyncio.sleep(0.2)
     async with asyncio.timeout(10):
         answers = await asyncio.gather(*(reads().fetchval("SELECT 7") for _ in range(3 * POOL)))
         shared = await asyncio.gather(*(reads().fetch_shared("SELECT 8 AS n") for _ in range(9)))
