@@ -62,6 +62,7 @@ class Received:
     rcpt_tos: list[str]
     message: EmailMessage
     raw: bytes
+    peer: Any = None  #: the client's (host, port): one per SMTP connection
 
 
 @dataclass
@@ -113,7 +114,7 @@ class SmtpHandler:
             message = message_from_bytes(raw, policy=policy.default)
             assert isinstance(message, EmailMessage)
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), message, raw)
+                Received(envelope.mail_from, list(envelope.rcpt_tos), message, raw, session.peer)
             )
         return "250 Message accepted for delivery"
 

@@ -46,9 +46,10 @@ def create_app() -> Sanic[Any, Any]:
     )
 
     @app.after_server_stop
-    async def close_directory(app: Sanic[Any, Any]) -> None:
+    async def close_clients(app: Sanic[Any, Any]) -> None:
         directory = getattr(app.ctx, "directory", None)
         if directory is not None:
             await directory.aclose()
+        await app.ctx.delivery.aclose()
 
     return app

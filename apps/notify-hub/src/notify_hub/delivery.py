@@ -1,4 +1,4 @@
-"""The delivery worker: claims queued notifications and sends each over its own SMTP connection.
+"""The delivery worker: claims queued notifications and sends them over kept-open SMTP connections.
 
 Every replica runs one. A claim is a single statement: it picks due rows with
 ``FOR UPDATE SKIP LOCKED`` (replicas never wait for, nor take, each other's
@@ -18,8 +18,10 @@ server's reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -93,30 +95,85 @@ def classify(exc: BaseException) -> Failure:
     return Failure(False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
 
-def smtp_sender(settings: Settings) -> Send:
-    """One connection per message (aiosmtplib's ``send``), every step under a timeout."""
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-    # The EHLO name, looked up once: aiosmtplib would call getfqdn() in a thread for
-    # every message.
-    local_hostname = socket.getfqdn()
+class SmtpSender:
+    """Sends each message over a kept-open SMTP connection, one message at a time on each.
 
-    async def send(envelope: Envelope) -> None:
-        await aiosmtplib.send(
-            envelope.message,
-            sender=envelope.sender,
-            # The envelope names the one recipient; no header can add another.
-            recipients=[envelope.recipient],
-            hostname=settings.smtp_host,
-            port=settings.smtp_port,
-            use_tls=False,
-            start_tls=settings.smtp_starttls,
-            username=settings.smtp_username,
-            password=password,
-            timeout=settings.smtp_timeout_seconds,
-            local_hostname=local_hostname,
+    A connection is opened (EHLO, STARTTLS and login as configured) when none is
+    idle, and kept for the next message for up to ``idle_seconds``; at most
+    ``keep`` idle ones are kept. A connection that failed in any way is closed,
+    never reused. A kept connection the server has closed meanwhile (its idle
+    timeout, a restart) is noticed at the next message's ``MAIL FROM``; that
+    message is sent again at once over a new connection.
+    """
+
+    def __init__(self, settings: Settings, *, keep: int = 4, idle_seconds: float = 30.0) -> None:
+        self.settings = settings
+        self.keep = keep
+        self.idle_seconds = idle_seconds
+        self.password = (
+            settings.smtp_password.get_secret_value() if settings.smtp_password else None
         )
+        # The EHLO name, looked up once: aiosmtplib would call getfqdn() in a thread for
+        # every connection.
+        self.local_hostname = socket.getfqdn()
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
-    return send
+    async def __call__(self, envelope: Envelope) -> None:
+        kept = self._take()
+        if kept is not None:
+            try:
+                await self._send_on(kept, envelope)
+                return
+            except aiosmtplib.SMTPServerDisconnected:
+                pass  # closed while idle: try once more on a fresh connection
+        await self._send_on(await self._connect(), envelope)
+
+    async def aclose(self) -> None:
+        """Say goodbye on every idle connection."""
+        idle, self._idle = self._idle, []
+        for smtp, _ in idle:
+            with contextlib.suppress(Exception):
+                await smtp.quit(timeout=self.settings.smtp_timeout_seconds)
+            smtp.close()
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        now = time.monotonic()
+        while self._idle:
+            smtp, since = self._idle.pop()
+            if smtp.is_connected and now - since < self.idle_seconds:
+                return smtp
+            smtp.close()
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.settings.smtp_host,
+            port=self.settings.smtp_port,
+            use_tls=False,
+            start_tls=self.settings.smtp_starttls,
+            username=self.settings.smtp_username,
+            password=self.password,
+            timeout=self.settings.smtp_timeout_seconds,
+            local_hostname=self.local_hostname,
+        )
+        await smtp.connect()
+        return smtp
+
+    async def _send_on(self, smtp: aiosmtplib.SMTP, envelope: Envelope) -> None:
+        try:
+            await smtp.send_message(
+                envelope.message,
+                sender=envelope.sender,
+                # The envelope names the one recipient; no header can add another.
+                recipients=[envelope.recipient],
+            )
+        except BaseException:
+            smtp.close()
+            raise
+        if len(self._idle) < self.keep:
+            self._idle.append((smtp, time.monotonic()))
+        else:
+            smtp.close()
 
 
 class DeliveryWorker(PollingWorker):
@@ -133,8 +190,14 @@ class DeliveryWorker(PollingWorker):
             log=log,
         )
         self.settings = settings
-        self.send = send or smtp_sender(settings)
+        self.send = send or SmtpSender(settings)
         self.outcomes = outcomes
+
+    async def aclose(self) -> None:
+        """Close the sender's kept connections, if it keeps any."""
+        close = getattr(self.send, "aclose", None)
+        if close is not None:
+            await close()
 
     async def run_once(self) -> int:
         """Claim one batch of due notifications and send them; returns how many were claimed."""

@@ -90,19 +90,21 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            # Templates ship inside the package and never change under a running
+            # process: no file-system check on every email.
+            auto_reload=False,
         )
         self.env.filters["money"] = _money_filter
         self.env.filters["one_line"] = one_line
         self.types = tuple(types)
         # A missing or broken template stops the start, not the first email of its kind.
-        for type_ in self.types:
-            for part in self.PARTS:
-                self.env.get_template(f"{type_}.{part}")
+        self.compiled = {
+            type_: tuple(self.env.get_template(f"{type_}.{part}") for part in self.PARTS)
+            for type_ in self.types
+        }
 
     def render(self, type_: str, context: dict[str, Any]) -> RenderedEmail:
-        subject, text, html = (
-            self.env.get_template(f"{type_}.{part}").render(context) for part in self.PARTS
-        )
+        subject, text, html = (template.render(context) for template in self.compiled[type_])
         return RenderedEmail(header_text(subject), text, html)
 
 
