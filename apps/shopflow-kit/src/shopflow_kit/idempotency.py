@@ -85,6 +85,11 @@ _INSERT = (
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
 )
 
+_COMPLETE = (
+    "UPDATE idempotency_keys SET status_code = $3, response = $4, expires_at = created_at + $5 "
+    "WHERE scope = $1 AND key = $2 AND status_code IS NULL"
+)
+
 
 def mismatch() -> Problem:
     """422: the key was first used with a different request."""
@@ -161,6 +166,12 @@ async def claim(
     Raises 409 (with ``Retry-After``) while another holder's lease runs and 422
     when the key was used with a different request.
     """
+    now = datetime.now(UTC)
+    # The common case, a new key, is one statement in its own transaction.
+    if await IdempotencyRecord._meta.db.execute_query_dict(
+        _INSERT, [scope, key, request_fingerprint, now, now + lease]
+    ):
+        return None
     async with in_transaction() as conn:
         for _ in range(3):
             now = datetime.now(UTC)
@@ -194,13 +205,13 @@ async def claim(
 
 
 async def complete(scope: str, key: str, status: int, body: Any, *, ttl: timedelta = TTL) -> None:
-    """Store the final response of a claimed key; replayed for ``ttl`` from the first request."""
-    record = await IdempotencyRecord.get_or_none(scope=scope, key=key)
-    if record is None or record.status_code is not None:
-        return  # purged, or another holder (after a takeover) stored the same result first
-    await IdempotencyRecord.filter(id=record.id, status_code=None).update(
-        status_code=status, response=body, expires_at=record.created_at + ttl
-    )
+    """Store the final response of a claimed key; replayed for ``ttl`` from the first request.
+
+    Nothing happens to a key that was purged, or whose result another holder
+    (after a takeover) stored first.
+    """
+    response = IdempotencyRecord._meta.fields_map["response"].to_db_value(body, IdempotencyRecord)
+    await IdempotencyRecord._meta.db.execute_query(_COMPLETE, [scope, key, status, response, ttl])
 
 
 async def release(scope: str, key: str) -> None:
