@@ -133,11 +133,9 @@ def unavailable(exc: DependencyUnavailable, settings: Settings, retry: str) -> P
 # --- the cart -------------------------------------------------------------------------
 
 
-async def _lines(customer_id: uuid.UUID) -> tuple[Cart | None, list[CartItem]]:
-    cart = await Cart.get_or_none(customer_id=customer_id)
-    if cart is None:
-        return None, []
-    return cart, await CartItem.filter(cart_id=cart.id).order_by("added_at", "id")
+async def _lines(customer_id: uuid.UUID) -> list[CartItem]:
+    """The shopper's cart lines, oldest first (one statement; no cart is no lines)."""
+    return await CartItem.filter(cart__customer_id=customer_id).order_by("added_at", "id")
 
 
 def _reconcile(
@@ -174,7 +172,13 @@ async def view_cart(
 
     ``fresh``: a product just read from catalog-api in this request, not asked for again.
     """
-    _, lines = await _lines(customer_id)
+    return await _priced_cart(deps, await _lines(customer_id), request_id, fresh)
+
+
+async def _priced_cart(
+    deps: Deps, lines: Sequence[CartItem], request_id: str, fresh: LiveProduct | None = None
+) -> dict[str, Any]:
+    """``lines`` as the shopper sees them: live names and prices, gone products dropped."""
     wanted = [line.product_id for line in lines if fresh is None or line.product_id != fresh.id]
     try:
         live = await deps.clients.catalog.prices(wanted, request_id)
@@ -209,9 +213,12 @@ async def view_cart(
     return body.model_dump(mode="json")
 
 
+#: The shopper's cart, created if need be, and locked (ON CONFLICT DO UPDATE takes the
+#: row lock) until the transaction ends: two lines in different currencies cannot slip
+#: in together.
 _LOCK_CART = (
     "INSERT INTO carts (id, customer_id, created_at, updated_at) VALUES ($1, $2, now(), now()) "
-    "ON CONFLICT (customer_id) DO NOTHING"
+    "ON CONFLICT (customer_id) DO UPDATE SET updated_at = now() RETURNING id"
 )
 
 
@@ -233,10 +240,9 @@ async def set_cart_line(
             extra={"available": max(product.stock_available, 0)},
         )
     async with in_transaction() as conn:
-        await conn.execute_query(_LOCK_CART, [uuid.uuid4(), customer_id])
-        # The cart's row lock: two lines in different currencies cannot slip in together.
-        cart = await Cart.filter(customer_id=customer_id).select_for_update().get()
-        others = await CartItem.filter(cart_id=cart.id).exclude(product_id=product_id)
+        cart_id = (await conn.execute_query_dict(_LOCK_CART, [uuid.uuid4(), customer_id]))[0]["id"]
+        lines = await CartItem.filter(cart_id=cart_id).order_by("added_at", "id")
+        others = [line for line in lines if line.product_id != product_id]
         currencies = {line.currency for line in others}
         if currencies and product.currency not in currencies:
             raise Problem(
@@ -246,22 +252,24 @@ async def set_cart_line(
             )
         if len(others) >= MAX_CART_LINES:
             raise Problem(409, f"a cart holds at most {MAX_CART_LINES} different products")
-        line = await CartItem.get_or_none(cart_id=cart.id, product_id=product_id)
+        line = next((line for line in lines if line.product_id == product_id), None)
         if line is None:
-            await CartItem.create(
-                cart=cart,
-                product_id=product_id,
-                name=product.name,
-                currency=product.currency,
-                quantity=quantity,
+            lines.append(
+                await CartItem.create(
+                    cart_id=cart_id,
+                    product_id=product_id,
+                    name=product.name,
+                    currency=product.currency,
+                    quantity=quantity,
+                )
             )
         else:
             line.update_from_dict(
                 {"name": product.name, "currency": product.currency, "quantity": quantity}
             )
-            await line.save()
-        await cart.save(update_fields=["updated_at"])
-    return await view_cart(deps, customer_id, request_id, fresh=product)
+            await line.save(update_fields=["name", "currency", "quantity"])
+    # The cart as this write left it, priced: no second read of what was just written.
+    return await _priced_cart(deps, lines, request_id, fresh=product)
 
 
 async def remove_cart_line(
@@ -350,6 +358,21 @@ def _columns(saga: Saga) -> dict[str, Any]:
         "decline_code": saga.decline_code,
         "short_items": [dict(i) for i in saga.short_items] if saga.short_items else None,
     }
+
+
+#: Every saga step is persisted by this one prepared statement (see SagaRunner._write).
+_MOVE_ON_COLUMNS = (*_columns(Saga(Step.PLACED)), "updated_at", "lease_owner", "lease_until")
+_MOVE_ON = (
+    "UPDATE orders SET "  # noqa: S608 - our own column names
+    + ", ".join(f"{column} = ${n}" for n, column in enumerate(_MOVE_ON_COLUMNS, start=4))
+    + " WHERE id = $1 AND step = $2 AND lease_owner = $3"
+)
+
+
+def _db_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (Order attributes) as the database takes them."""
+    fields = Order._meta.fields_map
+    return {name: fields[name].to_db_value(value, Order) for name, value in values.items()}
 
 
 def crash_point(settings: Settings, step: Step, *, persisted: bool = True) -> None:
@@ -476,17 +499,20 @@ class SagaRunner:
         if new.step in SETTLED:
             values |= {"lease_owner": None, "lease_until": now}
         else:
-            values["lease_until"] = now + timedelta(seconds=self.settings.recovery_after_seconds)
+            values |= {
+                "lease_owner": self.owner,
+                "lease_until": now + timedelta(seconds=self.settings.recovery_after_seconds),
+            }
         if new.step in EVENT_ON_ENTRY:
             async with in_transaction() as conn:
                 if new.step == Step.CONFIRMED:
                     # The cart's lock before the order's row, in _place's order: a checkout
                     # placing an order from this cart waits, then finds the lines gone.
                     await conn.execute_query(_HOLD_CART, [self.order.customer_id])
-                await self._write(saga, values)
+                await self._write(saga, values, conn)
                 await _on_entry(self.order, new.step, conn)
         else:
-            await self._write(saga, values)  # one statement: its own transaction
+            await self._write(saga, values, Order._meta.db)  # one statement: its own transaction
         self.order.update_from_dict(values)
         log.info(
             "order step",
@@ -499,11 +525,13 @@ class SagaRunner:
         )
         crash_point(self.settings, new.step)
 
-    async def _write(self, saga: Saga, values: dict[str, Any]) -> None:
+    async def _write(self, saga: Saga, values: dict[str, Any], conn: Any) -> None:
         """Move the order on from ``saga.step``, if this runner still holds its lease."""
-        changed = await Order.filter(
-            id=self.order.id, step=saga.step, lease_owner=self.owner
-        ).update(**values)
+        row = _db_values(values)
+        changed, _ = await conn.execute_query(
+            _MOVE_ON,
+            [self.order.id, saga.step.value, self.owner, *(row[c] for c in _MOVE_ON_COLUMNS)],
+        )
         if not changed:
             raise LeaseLost(str(self.order.id))
 
@@ -629,7 +657,7 @@ async def _place(
     too before it clears the bought lines: a checkout that priced the cart just
     before another one bought it finds it empty, never buys it a second time.
     """
-    _, lines = await _lines(customer_id)
+    lines = await _lines(customer_id)
     if not lines:
         return _empty()
     asked = {line.product_id for line in lines}
@@ -638,7 +666,7 @@ async def _place(
     try:
         async with in_transaction() as conn:
             await conn.execute_query(_HOLD_CART, [customer_id])
-            _, lines = await _lines(customer_id)
+            lines = await _lines(customer_id)
             if not lines:
                 return _empty()
             if any(line.product_id not in asked for line in lines):
