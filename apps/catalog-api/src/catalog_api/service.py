@@ -462,11 +462,15 @@ async def delete_product(product_id: str) -> None:
 # --- reservations ----------------------------------------------------------------------
 
 
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _reservation_body(reservation: Reservation, items: list[ReservationItem]) -> dict[str, Any]:
     return {
         "order_id": str(reservation.order_id),
         "status": str(reservation.status),
-        "expires_at": reservation.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "expires_at": _timestamp(reservation.expires_at),
         "items": [
             {"product_id": str(i.product_id), "quantity": i.quantity}  # type: ignore[attr-defined]
             for i in sorted(items, key=lambda i: str(i.product_id))  # type: ignore[attr-defined]
@@ -494,6 +498,18 @@ async def _held(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     return {row["product_id"]: int(row["quantity"]) for row in rows}
 
 
+#: The reservation and its lines, in one statement.
+_HOLD = """
+    WITH r AS (
+        INSERT INTO reservations (id, order_id, status, expires_at, created_at, updated_at)
+        VALUES ($1, $2, 'held', $3, now(), now())
+        RETURNING id
+    )
+    INSERT INTO reservation_items (reservation_id, product_id, quantity)
+    SELECT r.id, u.product_id, u.quantity
+    FROM r, unnest($4::uuid[], $5::int[]) AS u(product_id, quantity)
+"""
+
 # Repeats of one order queue here, so each sees the reservation the first made.
 _LOCK_ORDER = "SELECT pg_advisory_xact_lock(hashtextextended('reservation:' || $1::text, 0))"
 
@@ -505,9 +521,6 @@ async def reserve(
     wanted: Counter[uuid.UUID] = Counter()
     for product_id, quantity in lines:
         wanted[product_id] += quantity
-    existing = await _existing(order_id, wanted)
-    if existing is not None:
-        return existing, False
     try:
         async with in_transaction() as conn:
             # A concurrent repeat of this order waits for the first to commit and
@@ -547,16 +560,10 @@ async def reserve(
             ]
             if short:
                 raise Problem(409, "not enough stock", extra={"short_items": short})
-            reservation = await Reservation.create(
-                id=uuid.uuid4(),
-                order_id=order_id,
-                expires_at=utcnow() + timedelta(seconds=ttl_seconds),
+            expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+            await conn.execute_query(
+                _HOLD, [uuid.uuid4(), order_id, expires_at, ids, [wanted[pid] for pid in ids]]
             )
-            items = [
-                ReservationItem(reservation=reservation, product_id=pid, quantity=qty)
-                for pid, qty in sorted(wanted.items())
-            ]
-            await ReservationItem.bulk_create(items)
         _invalidate_rankings()  # in_stock searches see the held stock
     except IntegrityError:
         # Only a replica without the order lock (mid-upgrade) can race past it.
@@ -564,7 +571,13 @@ async def reserve(
         if existing is None:
             raise
         return existing, False
-    return _reservation_body(reservation, items), True
+    body = {
+        "order_id": str(order_id),
+        "status": ReservationStatus.HELD.value,
+        "expires_at": _timestamp(expires_at),
+        "items": [{"product_id": str(pid), "quantity": wanted[pid]} for pid in ids],
+    }
+    return body, True
 
 
 async def _locked(order_id: uuid.UUID) -> tuple[Reservation, list[ReservationItem]]:
@@ -574,9 +587,39 @@ async def _locked(order_id: uuid.UUID) -> tuple[Reservation, list[ReservationIte
     return reservation, await ReservationItem.filter(reservation=reservation)
 
 
+#: A live hold becomes committed, and its lines come back (in the products' lock order).
+_COMMIT_HELD = """
+    WITH r AS (
+        UPDATE reservations SET status = 'committed', updated_at = now()
+        WHERE order_id = $1 AND status = 'held' AND expires_at > now()
+        RETURNING id, order_id, status, expires_at
+    )
+    SELECT r.order_id, r.status, r.expires_at, ri.product_id, ri.quantity
+    FROM r JOIN reservation_items ri ON ri.reservation_id = r.id
+    ORDER BY ri.product_id
+"""
+_TAKE_STOCK = "UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2"
+
+
 async def commit(order_id: uuid.UUID) -> dict[str, Any]:
     """Take the held stock for good. Idempotent; 409 once released or expired."""
     async with in_transaction() as conn:
+        # The common case, a live hold, in two statements plus one per product.
+        held = await conn.execute_query_dict(_COMMIT_HELD, [order_id])
+        if held:
+            for line in held:
+                await conn.execute_query(_TAKE_STOCK, [line["quantity"], line["product_id"]])
+            _invalidate_rankings()
+            first = held[0]
+            return {
+                "order_id": str(first["order_id"]),
+                "status": first["status"],
+                "expires_at": _timestamp(first["expires_at"]),
+                "items": [
+                    {"product_id": str(line["product_id"]), "quantity": line["quantity"]}
+                    for line in held
+                ],
+            }
         reservation, items = await _locked(order_id)
         if reservation.status == ReservationStatus.HELD and reservation.expires_at <= utcnow():
             reservation.status = ReservationStatus.EXPIRED
@@ -586,7 +629,7 @@ async def commit(order_id: uuid.UUID) -> dict[str, Any]:
         elif reservation.status == ReservationStatus.HELD:
             for item in items:
                 await conn.execute_query(
-                    "UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2",
+                    _TAKE_STOCK,
                     [item.quantity, item.product_id],  # type: ignore[attr-defined]
                 )
             reservation.status = ReservationStatus.COMMITTED
