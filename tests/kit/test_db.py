@@ -10,7 +10,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 import pytest_asyncio
-from shopflow_kit.db import close_db, init_db, reads
+from shopflow_kit.db import close_db, init_db, reads, transaction
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
@@ -57,6 +57,35 @@ async def test_transactions_cancelled_at_any_moment_give_their_connection_back(o
             await pool.release(conn)
     # Whatever was cancelled before its COMMIT left nothing behind; the rest is whole.
     assert all(w.count == 1 for w in await Widget.filter(name="cancelled-maybe"))
+
+
+async def test_transaction_joins_an_open_one_and_opens_one_otherwise(orm: None) -> None:
+    async with in_transaction() as outer:
+        async with transaction() as joined:
+            assert joined is outer  # no SAVEPOINT
+            await Widget.create(name="joined", count=1)
+        await outer.execute_query("SELECT 1")
+    assert await Widget.filter(name="joined").count() == 1
+
+    async def joined_then_failed() -> None:
+        async with in_transaction():
+            async with transaction():
+                await Widget.create(name="joined-then-failed", count=1)
+            raise RuntimeError("the outer transaction fails")
+
+    with pytest.raises(RuntimeError):
+        await joined_then_failed()
+    assert await Widget.filter(name="joined-then-failed").count() == 0  # all of it rolled back
+
+    async def alone_then_failed() -> None:
+        async with transaction() as alone:
+            assert alone is connections.get("default")  # a transaction of its own
+            await Widget.create(name="alone-then-failed", count=1)
+            raise RuntimeError("its own transaction fails")
+
+    with pytest.raises(RuntimeError):
+        await alone_then_failed()
+    assert await Widget.filter(name="alone-then-failed").count() == 0
 
 
 async def test_statements_are_planned_once_and_reads_borrow_tortoises_connections(

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from shopflow_kit import cards
+from shopflow_kit import cards, db
 from shopflow_kit.errors import Problem, problem_body
 from shopflow_kit.outbox import publish
 from shopflow_kit.security import Principal
@@ -127,7 +127,8 @@ async def charge(acquirer: Acquirer, fingerprint_key: bytes, body: ChargeIn) -> 
     201 the captured payment; 200 the order's existing captured payment; 402 a
     decline or a processing failure (the payment row is kept, its id answered).
     """
-    async with in_transaction() as conn:
+    # Joins the idempotency key's transaction (run_once): no SAVEPOINT round trips.
+    async with db.transaction() as conn:
         await _lock_order(conn, body.order_id)
         paid = await Payment.filter(order_id=body.order_id, status=PaymentStatus.CAPTURED).first()
         if paid is not None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 from tortoise import Tortoise, connections
+from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api import migrate as tortoise_migrate
+from tortoise.transactions import in_transaction
 
 from shopflow_kit.config import ServiceSettings
 
@@ -283,6 +287,23 @@ def reads() -> ReadPool:
         client = connections.get("default")
         _reads = ReadPool(client, client.pool_maxsize // 2)
     return _reads
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[Any]:
+    """A transaction on the default connection, or the caller's if one is open.
+
+    Tortoise's ``in_transaction()`` inside another opens a SAVEPOINT (two more
+    round trips); this joins the open transaction instead. An error still rolls
+    back all of it, once it leaves the outer transaction: use this only where
+    the caller does not catch the error and carry on.
+    """
+    current = connections.get("default")
+    if isinstance(current, TransactionalDBClient):
+        yield current
+        return
+    async with in_transaction() as conn:
+        yield conn
 
 
 async def close_db() -> None:
