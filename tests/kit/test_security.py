@@ -167,3 +167,55 @@ async def test_symmetric_keys_in_a_jwks_are_ignored(issuer: TokenIssuer) -> None
     assert kid is not None
     await cache.key_for(kid)
     assert all(k.key_type in ("EC", "RSA") for k in cache._keys.keys)  # type: ignore[union-attr]
+
+
+class CountingKeys:
+    """The issuer's keys, counting how often a signature needed one."""
+
+    def __init__(self, issuer: TokenIssuer) -> None:
+        self.issuer = issuer
+        self.lookups = 0
+
+    async def key_for(self, kid: str) -> object:
+        self.lookups += 1
+        return next(k for k in self.issuer.keys if k.kid == kid)
+
+
+async def test_a_verified_token_is_remembered_per_audience(issuer: TokenIssuer) -> None:
+    keys = CountingKeys(issuer)
+    verifier = TokenVerifier(keys, ISSUER)
+    token = issuer.token(sub="ann")
+    first = await verifier.verify(token, "shopflow")
+    first["sub"] = "changed by a caller"
+    again = await verifier.verify(token, "shopflow")
+    assert again["sub"] == "ann"  # each caller gets its own copy
+    assert keys.lookups == 1
+    # Another audience is a check of its own, and fails as it always did.
+    with pytest.raises(InvalidToken, match="not issued for this service"):
+        await verifier.verify(token, "shopflow-internal")
+    assert keys.lookups == 2
+
+
+async def test_a_remembered_token_still_expires(issuer: TokenIssuer) -> None:
+    verifier = TokenVerifier(CountingKeys(issuer), ISSUER, leeway=0)
+    token = issuer.token(ttl=2)
+    exp = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))["exp"]
+    await verifier.verify(token, "shopflow")
+    await asyncio.sleep(max(0.0, exp - time.time()) + 0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier.verify(token, "shopflow")
+
+
+async def test_remembered_tokens_are_bounded_and_forgotten_in_time(issuer: TokenIssuer) -> None:
+    keys = CountingKeys(issuer)
+    verifier = TokenVerifier(keys, ISSUER, remember_max=2)
+    tokens = [issuer.token() for _ in range(3)]
+    for token in tokens:
+        await verifier.verify(token, "shopflow")
+    assert len(verifier._verified) == 2
+    await verifier.verify(tokens[0], "shopflow")  # the oldest went first
+    assert keys.lookups == 4
+    forgetful = TokenVerifier(keys, ISSUER, remember_seconds=0)
+    await forgetful.verify(tokens[1], "shopflow")
+    await forgetful.verify(tokens[1], "shopflow")
+    assert keys.lookups == 6
