@@ -438,7 +438,7 @@ class SagaRunner:
                 )
                 await self._park()
                 raise
-            await self._advance(saga, event)
+            await self._advance(saga, event, window)
 
     def _check_deadline(self, action: Action, saga: Saga) -> None:
         if self.deadline is None or action not in CALLS:
@@ -491,9 +491,20 @@ class SagaRunner:
                 return ReservationLapsed()
         raise AssertionError(f"unplanned action {action}")
 
-    async def _advance(self, saga: Saga, event: Event) -> None:
+    async def _advance(self, saga: Saga, event: Event, window: timedelta) -> None:
         new = transition(saga, event)
-        crash_point(self.settings, new.step, persisted=False)
+        passed = [new.step]
+        if (
+            self.card is not None
+            and plan(new, has_card=True, now=utcnow(), charge_window=window) == Action.BEGIN_CHARGE
+        ):
+            # Deciding to charge needs no I/O: "reserved" is written together with
+            # "charging", in one statement. A crash before it leaves the order
+            # placed, and recovery releases the reservation as it would a reserved one.
+            new = transition(new, ChargeStarted())
+            passed.append(new.step)
+        for step in passed:
+            crash_point(self.settings, step, persisted=False)
         now = utcnow()
         values = {**_columns(new), "updated_at": now}
         if new.step in SETTLED:
@@ -523,7 +534,8 @@ class SagaRunner:
                 "request_id": self.request_id,
             },
         )
-        crash_point(self.settings, new.step)
+        for step in passed:
+            crash_point(self.settings, step)
 
     async def _write(self, saga: Saga, values: dict[str, Any], conn: Any) -> None:
         """Move the order on from ``saga.step``, if this runner still holds its lease."""
