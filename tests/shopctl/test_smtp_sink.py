@@ -1,0 +1,33 @@
+"""`shopctl up`'s SMTP sink: a real aiosmtpd server on loopback, writing a Maildir."""
+
+from __future__ import annotations
+
+import smtplib
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from shopctl.pg import free_port
+from shopctl.smtp import SmtpSink, read_messages
+
+
+def test_the_sink_keeps_each_message_as_sent_with_its_envelope(tmp_path: Path) -> None:
+    port = free_port()
+    sink = SmtpSink(tmp_path / "mail", port).start()
+    try:
+        message = EmailMessage()
+        message["From"] = "ShopFlow <shop@shopflow.test>"
+        message["To"] = "Zoë <zoe@shopflow.test>"
+        message["Subject"] = "Your order, ünïcode"
+        message.set_content("Line one.\n.A line that starts with a dot.\n")
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.send_message(message, to_addrs=["bcc@shopflow.test", "zoe@shopflow.test"])
+    finally:
+        sink.stop()
+    [kept] = read_messages(tmp_path / "mail")
+    assert kept["Delivered-To"] == "bcc@shopflow.test, zoe@shopflow.test"
+    assert kept["Return-Path"] == "<shop@shopflow.test>"
+    assert kept.get_payload(decode=True) == b"Line one.\n.A line that starts with a dot.\n"
+    stored = next((tmp_path / "mail" / "new").iterdir()).read_bytes()
+    assert b"\r\n" not in stored
+    assert message_from_bytes(stored, policy=policy.default)["Subject"] == message["Subject"]
