@@ -394,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--checkout-seconds", type=float, default=10)
     parser.add_argument("--checkout-users", type=int, default=32)
+    parser.add_argument("--checkout-paced-users", type=int, default=64)
     args = parser.parse_args(argv)
     ensure_wrk()
     with tempfile.TemporaryDirectory() as folder, platform(Path(folder)) as urls:
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         gin = asyncio.run(explain_uses_gin(urls["big_db"]))
         matches = asyncio.run(count_matches(urls["big_db"]))
     print("checkout under load: the whole platform (shopctl up)...", file=sys.stderr)
-    bought = checkout.measure(args.checkout_seconds, args.checkout_users)
+    bought = checkout.measure(args.checkout_seconds, args.checkout_users, args.checkout_paced_users)
     load = os.getloadavg()
     print(
         f"\nShopFlow bench: wrk, 1 thread, 32 connections (unless noted), {args.seconds:g} s "
@@ -430,20 +431,30 @@ def main(argv: list[str] | None = None) -> int:
             f"| {row.name} | {fmt(a)} | {fmt(b)} | {ratio(row, a, b)} | {row.target} | "
             f"{'yes' if ok else 'NO'} |"
         )
-    bought_ok = bought.ok and bought.orders_per_second >= 100 and bought.p99_ms < 250
-    failures += not bought_ok
+    capacity, paced = bought.capacity, bought.paced
     print(
-        f"| checkout through the gateway ({bought.users} shoppers, {bought.seconds:g} s) | "
-        f"{bought.orders_per_second:,.1f} confirmed orders/s, p50 {bought.p50_ms:.0f} ms, "
-        f"p99 {bought.p99_ms:.0f} ms, {bought.failed} errors of {bought.requests} | — | — | "
-        f">= 100 orders/s, p99 < 250 ms, 0 errors | {'yes' if bought_ok else 'NO'} |"
+        f"| checkout capacity through the gateway ({capacity.users} shoppers, no pause, "
+        f"{capacity.seconds:g} s) | {capacity.orders_per_second:,.1f} confirmed orders/s, "
+        f"p50 {capacity.p50_ms:.0f} ms, p99 {capacity.p99_ms:.0f} ms, {capacity.failed} errors "
+        f"of {capacity.requests} | — | — | report (0 errors) | "
+        f"{'yes' if capacity.failed == 0 else 'NO'} |"
+    )
+    failures += not bought.ok
+    print(
+        f"| checkout through the gateway at {paced.offered:g} orders/s offered "
+        f"({paced.users} shoppers, {paced.seconds:g} s) | "
+        f"{paced.orders_per_second:,.1f} confirmed orders/s, p50 {paced.p50_ms:.0f} ms, "
+        f"p99 {paced.p99_ms:.0f} ms, {paced.failed} errors of {paced.requests} | — | — | "
+        f">= {checkout.TARGET_ORDERS_PER_SECOND} orders/s, p99 < {checkout.TARGET_P99_MS} ms, "
+        f"0 errors, books balanced | {'yes' if bought.ok else 'NO'} |"
     )
     books = "; ".join(bought.problems) or (
         "stock = initial - confirmed quantities, captured payments = confirmed orders "
         f"({bought.confirmed}), each confirmation email sent once"
     )
     print(
-        f"\nCheckout books after the run: {'balanced' if not bought.problems else 'NOT balanced'}: {books}"
+        f"\nCheckout books after both runs: "
+        f"{'balanced' if not bought.problems else 'NOT balanced'}: {books}"
     )
     print(
         f"\n100k catalog: `{COMMON_WORD}` matches {matches:,} products; "

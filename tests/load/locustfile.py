@@ -9,7 +9,8 @@ off with a message instead of counting failures.
 user only fills its cart and checks out, with no pause, as an already signed-in
 shopper (tokens from ``SHOPFLOW_CHECKOUT_TOKENS``, products from
 ``SHOPFLOW_CHECKOUT_PRODUCTS``, both files). Name the class to run:
-``locust -f locustfile.py Shopper`` or ``... CheckoutRush``.
+``locust -f locustfile.py Shopper`` or ``... CheckoutRush``. ``CheckoutPaced`` is
+``CheckoutRush`` at a set rate per user (``SHOPFLOW_CHECKOUT_RATE_PER_USER``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, between, constant, events, task
+from locust import FastHttpUser, between, constant, constant_throughput, events, task
 
 CATEGORIES = ["kitchen", "outdoor", "electronics", "books", "apparel", "home-office"]
 SORTS = ["relevance", "price_asc", "price_desc", "name", "newest"]
@@ -159,6 +160,14 @@ class CheckoutRush(FastHttpUser):
             json={"payment": CARD, "shipping_address": ADDRESS},
             headers={**self.auth, "Idempotency-Key": str(uuid.uuid4())},
         )
+
+
+class CheckoutPaced(CheckoutRush):
+    """``CheckoutRush`` at a set pace: each user buys ``SHOPFLOW_CHECKOUT_RATE_PER_USER``
+    times a second (Locust's ``constant_throughput``), so the platform is offered a
+    fixed rate of orders rather than as many as it can take."""
+
+    wait_time = constant_throughput(float(os.environ.get("SHOPFLOW_CHECKOUT_RATE_PER_USER", "1")))
 
 
 @events.quitting.add_listener
