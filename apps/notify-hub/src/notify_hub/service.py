@@ -228,10 +228,11 @@ async def _replay(event: EventIn) -> Receipt | None:
 
 
 async def receive_event(event: EventIn, directory: UserDirectory, templates: Templates) -> Receipt:
-    """Record ``event`` once and queue its email; a redelivery gets the first answer."""
-    replayed = await _replay(event)  # the cheap common case; the insert below decides
-    if replayed is not None:
-        return replayed
+    """Record ``event`` once and queue its email; a redelivery gets the first answer.
+
+    The inbox insert decides which delivery is first. Nothing is read before it:
+    first deliveries are the common case, and a redelivery only costs a render.
+    """
     outcome = await _decide(event, directory, templates)
     async with in_transaction() as conn:
         inserted = await conn.execute_query_dict(
@@ -249,7 +250,7 @@ async def receive_event(event: EventIn, directory: UserDirectory, templates: Tem
             return Receipt(
                 event.id, outcome.status, first=True, queued=outcome.notification is not None
             )
-    # Another delivery of the same event committed first (we waited on its key).
+    # A delivery of the same event committed first (or we waited on its key).
     replayed = await _replay(event)
     assert replayed is not None, "the conflicting inbox row is committed"
     return replayed
