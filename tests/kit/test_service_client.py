@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+from aiohttp import web
 from authlib.integrations.base_client.errors import OAuthError
-from shopflow_kit.service_client import ServiceTokenClient
+from shopctl.pg import free_port
+from shopflow_kit.service_client import HttpClient, ServiceTokenClient
 
 from tests.utils.issuer import TokenIssuer
 
@@ -80,5 +84,72 @@ async def test_cluster_names_are_resolved_by_the_client(issuer: TokenIssuer) -> 
         response = await client.get("http://user-auth:4000/auth/.well-known/jwks.json")
         assert response.status_code == 200 and response.json()["keys"]
         assert client.token_url == f"{issuer.url}/auth/oauth/token"
+    finally:
+        await client.aclose()
+
+
+# --- HttpClient: the calls themselves, against a real aiohttp server on loopback -----
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[str]:
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/slow":
+            await asyncio.sleep(2)
+        if request.path == "/moved":
+            raise web.HTTPFound("/elsewhere")
+        return web.json_response(
+            {
+                "method": request.method,
+                "query": dict(request.query),
+                "type": request.content_type,
+                "body": (await request.json()) if request.can_read_body else None,
+                "request_id": request.headers.get("X-Request-Id"),
+            },
+            headers={"X-Answer": "yes"},
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_calls_answer_in_httpx_terms(echo: str) -> None:
+    client = HttpClient(timeout=5)
+    try:
+        response = await client.post(
+            f"{echo}/x",
+            json={"ids": ["a", "b"], "n": 1},
+            params={"ids": "a,b"},
+            headers={"X-Request-Id": "r-1"},
+        )
+        assert isinstance(response, httpx.Response)
+        assert response.status_code == 200 and response.headers["x-answer"] == "yes"
+        assert response.json() == {
+            "method": "POST",
+            "query": {"ids": "a,b"},
+            "type": "application/json",
+            "body": {"ids": ["a", "b"], "n": 1},
+            "request_id": "r-1",
+        }
+        moved = await client.get(f"{echo}/moved")
+        assert moved.status_code == 302  # redirects are answers, never followed
+    finally:
+        await client.aclose()
+
+
+async def test_failures_are_httpx_errors(echo: str) -> None:
+    client = HttpClient(timeout=0.3)
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            await client.get(f"{echo}/slow")
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{free_port()}/nobody-listens")
+        assert (await client.get(f"{echo}/after")).status_code == 200  # the pool goes on
     finally:
         await client.aclose()

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from authlib.common.errors import AuthlibBaseError
 from shopflow_kit.observability import REQUEST_ID
-from shopflow_kit.service_client import ServiceTokenClient, async_client
+from shopflow_kit.service_client import HttpClient, ServiceTokenClient, async_client
 
 from order_mgmt.checkout import (
     Captured,
@@ -98,7 +98,7 @@ class _Service:
 
     name = ""
 
-    def __init__(self, http: httpx.AsyncClient | ServiceTokenClient, base_url: str, timeout: float):
+    def __init__(self, http: HttpClient | ServiceTokenClient, base_url: str, timeout: float):
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -146,7 +146,7 @@ class CatalogClient(_Service):
     def __init__(
         self,
         service: ServiceTokenClient,
-        public: httpx.AsyncClient,
+        public: HttpClient,
         base_url: str,
         timeout: float,
     ) -> None:
@@ -298,7 +298,7 @@ class Clients:
     catalog: CatalogClient
     payments: PaymentClient
     _service: ServiceTokenClient
-    _public: httpx.AsyncClient
+    _public: HttpClient
 
     async def aclose(self) -> None:
         await self._service.aclose()
