@@ -98,6 +98,10 @@ async def echo() -> AsyncIterator[str]:
             await asyncio.sleep(2)
         if request.path == "/moved":
             raise web.HTTPFound("/elsewhere")
+        if request.path == "/gzipped":
+            answer = web.json_response({"zipped": True})
+            answer.enable_compression(web.ContentCoding.gzip)
+            return answer
         return web.json_response(
             {
                 "method": request.method,
@@ -139,6 +143,11 @@ async def test_calls_answer_in_httpx_terms(echo: str) -> None:
         }
         moved = await client.get(f"{echo}/moved")
         assert moved.status_code == 302  # redirects are answers, never followed
+        with pytest.raises(httpx.HTTPStatusError):
+            moved.raise_for_status()  # the answer carries its request, as httpx's do
+        zipped = await client.get(f"{echo}/gzipped")
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert zipped.json() == {"zipped": True}  # decoded once
     finally:
         await client.aclose()
 
@@ -148,8 +157,9 @@ async def test_failures_are_httpx_errors(echo: str) -> None:
     try:
         with pytest.raises(httpx.TimeoutException):
             await client.get(f"{echo}/slow")
-        with pytest.raises(httpx.ConnectError):
+        with pytest.raises(httpx.ConnectError) as refused:
             await client.get(f"http://127.0.0.1:{free_port()}/nobody-listens")
+        assert refused.value.request.url.path == "/nobody-listens"
         assert (await client.get(f"{echo}/after")).status_code == 200  # the pool goes on
     finally:
         await client.aclose()

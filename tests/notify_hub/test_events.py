@@ -338,6 +338,20 @@ async def test_twenty_concurrent_redeliveries_send_one_email(
     await _exactly_one_email(stack, event["id"], address)
 
 
+async def test_a_redelivery_gets_the_first_answer_even_if_it_could_not_be_decided_now(
+    notify: httpx.AsyncClient, producer: str, stack: Stack
+) -> None:
+    user_id, address = str(uuid.uuid4()), unique_address("first")
+    event = envelope("user.registered", {"email": address, "name": "Fay First"}, user_id)
+    assert (await post_event(notify, producer, event)).status_code == 202
+    # The same id again, with data its type refuses: the first delivery stands.
+    reused = {**event, "data": {"email": "not an address"}}
+    again = await post_event(notify, producer, reused)
+    assert again.status_code == 200, again.text
+    assert again.json() == {"id": event["id"], "status": "accepted"}
+    await _exactly_one_email(stack, event["id"], address)
+
+
 async def _exactly_one_email(stack: Stack, event_id: str, address: str) -> None:
     async def sent() -> bool:
         row = await stack.notification(event_id)

@@ -73,6 +73,27 @@ async def test_a_connection_that_failed_is_never_reused(
     assert peers(smtp, before) != peers(smtp, after)
 
 
+async def test_a_421_on_a_kept_connection_sends_the_message_on_a_new_one(
+    smtp: SmtpServer, sender: SmtpSender
+) -> None:
+    first, second = unique_address("one-per"), unique_address("connection")
+    smtp.handler.limit_per_connection(1)
+    try:
+        await sender(envelope(first))
+        await sender(envelope(second))  # the kept connection answers 421 at MAIL FROM
+    finally:
+        smtp.handler.limit_per_connection(None)
+    assert len(smtp.handler.to(second)) == 1
+    assert peers(smtp, first) != peers(smtp, second)
+
+
+async def test_a_closed_sender_keeps_no_connection(smtp: SmtpServer) -> None:
+    sender = SmtpSender(Settings(smtp_port=smtp.port))
+    await sender.aclose()
+    await sender(envelope(unique_address("after-close")))  # still sends...
+    assert sender._idle == []  # ...and closes the connection it opened
+
+
 async def test_an_idle_connection_is_not_kept_past_its_time(smtp: SmtpServer) -> None:
     sender = SmtpSender(Settings(smtp_port=smtp.port), idle_seconds=0)
     try:

@@ -80,11 +80,29 @@ class SmtpHandler:
         self.refusals: list[tuple[str, str]] = []
         self._defer: dict[str, _Rule] = {}
         self._reject: dict[str, str] = {}
+        self.per_connection: int | None = None
 
     def defer(self, address: str, times: int, reply: str = "421 4.7.0 Try again later") -> None:
         """Answer DATA for ``address`` with ``reply`` (a 4xx) the next ``times`` times."""
         with self.lock:
             self._defer[address.lower()] = _Rule(reply, times)
+
+    def limit_per_connection(self, messages: int | None) -> None:
+        """Answer ``MAIL FROM`` with 421 once a connection has carried ``messages``."""
+        with self.lock:
+            self.per_connection = messages
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        with self.lock:
+            sent = getattr(session, "shopflow_messages", 0)
+            if self.per_connection is not None and sent >= self.per_connection:
+                return "421 4.7.0 Too many messages on one connection, closing"
+            session.shopflow_messages = sent + 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     def reject(self, address: str, reply: str = "550 5.1.1 Mailbox unavailable") -> None:
         """Refuse ``address`` at RCPT TO with ``reply`` (a 5xx), always."""

@@ -584,7 +584,8 @@ async def _locked(order_id: uuid.UUID) -> tuple[Reservation, list[ReservationIte
     reservation = await Reservation.filter(order_id=order_id).select_for_update().first()
     if reservation is None:
         raise Problem(404, "no reservation for this order")
-    return reservation, await ReservationItem.filter(reservation=reservation)
+    # Product rows are then locked in id order, as reserve and commit lock them.
+    return reservation, await ReservationItem.filter(reservation=reservation).order_by("product_id")
 
 
 #: A live hold becomes committed, and its lines come back (in the products' lock order).

@@ -102,8 +102,9 @@ class SmtpSender:
     idle, and kept for the next message for up to ``idle_seconds``; at most
     ``keep`` idle ones are kept. A connection that failed in any way is closed,
     never reused. A kept connection the server has closed meanwhile (its idle
-    timeout, a restart) is noticed at the next message's ``MAIL FROM``; that
-    message is sent again at once over a new connection.
+    timeout, a restart), or answers 421 (closing: too many messages on one
+    connection, an idle timeout), is noticed at the next message's ``MAIL
+    FROM``; that message is sent again at once over a new connection.
     """
 
     def __init__(self, settings: Settings, *, keep: int = 4, idle_seconds: float = 30.0) -> None:
@@ -117,6 +118,7 @@ class SmtpSender:
         # every connection.
         self.local_hostname = socket.getfqdn()
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._closed = False
 
     async def __call__(self, envelope: Envelope) -> None:
         kept = self._take()
@@ -126,10 +128,15 @@ class SmtpSender:
                 return
             except aiosmtplib.SMTPServerDisconnected:
                 pass  # closed while idle: try once more on a fresh connection
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code != 421:
+                    raise
+                # "421 closing": the server ends this connection, not this message.
         await self._send_on(await self._connect(), envelope)
 
     async def aclose(self) -> None:
-        """Say goodbye on every idle connection."""
+        """Say goodbye on every idle connection; a send still under way closes its own."""
+        self._closed = True
         idle, self._idle = self._idle, []
         for smtp, _ in idle:
             with contextlib.suppress(Exception):
@@ -170,7 +177,7 @@ class SmtpSender:
         except BaseException:
             smtp.close()
             raise
-        if len(self._idle) < self.keep:
+        if not self._closed and len(self._idle) < self.keep:
             self._idle.append((smtp, time.monotonic()))
         else:
             smtp.close()

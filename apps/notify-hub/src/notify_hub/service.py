@@ -232,8 +232,16 @@ async def receive_event(event: EventIn, directory: UserDirectory, templates: Tem
 
     The inbox insert decides which delivery is first. Nothing is read before it:
     first deliveries are the common case, and a redelivery only costs a render.
+    A redelivery that could not be decided now (user-auth down, an id reused with
+    another payload) still gets the first delivery's answer.
     """
-    outcome = await _decide(event, directory, templates)
+    try:
+        outcome = await _decide(event, directory, templates)
+    except Problem:
+        replayed = await _replay(event)
+        if replayed is None:
+            raise
+        return replayed
     async with in_transaction() as conn:
         inserted = await conn.execute_query_dict(
             _INBOX_INSERT,

@@ -145,9 +145,10 @@ class TokenVerifier:
     A shopper or a service sends the same token with every request until it
     expires; checking its ES256 signature again each time was 70 µs of CPU per
     request. A token verified for an audience is taken again without the
-    signature check for ``remember_seconds`` (never past its ``exp``). That is
-    shorter than the JWKS cache's lifetime, so a signing key taken out of the
-    JWKS stops working no later than it did before. Only tokens that passed
+    signature check for ``remember_seconds`` (never past its ``exp``). A token
+    verified just before its signing key was taken out of the JWKS is therefore
+    accepted for at most ``remember_seconds`` more; the JWKS cache itself keeps a
+    removed key for up to its own 5 minutes. Only tokens that passed
     every check are remembered, at most ``remember_max`` of them (oldest out
     first), so made-up tokens cannot fill the memory.
     """

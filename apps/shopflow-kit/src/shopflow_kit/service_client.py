@@ -58,6 +58,9 @@ class HttpClient:
                 connector=aiohttp.TCPConnector(
                     limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_EXPIRY_SECONDS
                 ),
+                # The body is handed to httpx as it came, Content-Encoding and all:
+                # httpx decodes it (decoding it here too would decode it twice).
+                auto_decompress=False,
                 trust_env=False,
             )
         return self._session
@@ -72,6 +75,8 @@ class HttpClient:
         json: Any = None,
         timeout: float | None = None,  # noqa: ASYNC109 - httpx's signature, kept for callers
     ) -> httpx.Response:
+        # httpx's own answer carries its request (raise_for_status, .url, errors' .request).
+        request = httpx.Request(method, url, params=params)
         sent = dict(headers or {})
         body = None
         if json is not None:
@@ -89,12 +94,18 @@ class HttpClient:
             ) as answer:
                 content = await answer.read()
         except TimeoutError:
-            raise httpx.TimeoutException(f"{method} {url}: no answer in time") from None
+            raise httpx.TimeoutException(
+                f"{method} {url}: no answer in time", request=request
+            ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(f"{method} {url}: {exc}") from None
+            raise httpx.ConnectError(f"{method} {url}: {exc}", request=request) from None
         except aiohttp.ClientError as exc:
-            raise httpx.TransportError(f"{method} {url}: {type(exc).__name__}") from None
-        return httpx.Response(answer.status, headers=answer.raw_headers, content=content)
+            raise httpx.TransportError(
+                f"{method} {url}: {type(exc).__name__}", request=request
+            ) from None
+        return httpx.Response(
+            answer.status, headers=answer.raw_headers, content=content, request=request
+        )
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
         return await self.request("GET", url, **kwargs)
