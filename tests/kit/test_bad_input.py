@@ -33,6 +33,13 @@ async def test_deeply_nested_json_is_400_naming_the_limit(client: httpx.AsyncCli
     assert_problem(await client.post("/widgets", content=inner, headers=JSON), 400)
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_nan_and_infinity_are_not_json_400(client: httpx.AsyncClient, constant: str) -> None:
+    payload = f'{{"name": "gear", "count": {constant}}}'.encode()
+    body = assert_problem(await client.post("/widgets", content=payload, headers=JSON), 400)
+    assert "not valid JSON" in body["detail"], body
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

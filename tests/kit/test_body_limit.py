@@ -90,3 +90,14 @@ async def test_an_announced_oversized_body_is_refused_before_100_continue(
     finally:
         writer.close()
     assert status_line.startswith(b"HTTP/1.1 413"), status_line
+
+
+async def test_headers_up_to_16_kib_pass_and_larger_ones_get_431(sample: LiveService) -> None:
+    """The gateway passes headers up to 16 KiB; a service takes them too, and says 431 above."""
+    async with httpx.AsyncClient(base_url=sample.base_url, timeout=30) as http:
+        fine = await http.get("/health", headers={"X-Pad": "a" * 12_000})
+        assert fine.status_code == 200, fine.text
+        over = await http.get("/health", headers={"X-Pad": "a" * 17_000})
+        assert over.status_code == 431, over.text
+        assert over.headers["content-type"].startswith("application/problem+json")
+        assert "header" in over.json()["detail"]

@@ -146,6 +146,30 @@ async def test_concurrent_adds_never_mix_currencies(api: httpx.AsyncClient, shop
     assert len(cart["items"]) == len(winners) == 5
 
 
+async def test_the_cart_currency_follows_a_repriced_product_as_get_cart_shows_it(
+    api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """PUT and GET /cart agree on the cart's currency: its oldest line's live one."""
+    me = shop.shopper()
+    first = await shop.product(currency="EUR")
+    euros, dollars = await shop.product(currency="EUR"), await shop.product(currency="USD")
+    assert (await put(api, me, first["id"], 2)).status_code == 200
+    moved = await shop.catalog_call(
+        "PATCH", f"/products/{first['id']}", json={"currency": "USD"}, headers=shop.admin()
+    )
+    assert moved.status_code == 200, moved.text
+    # The cart is in dollars now: a euro product is refused, never accepted and dropped.
+    refused = await put(api, me, euros["id"], 1)
+    assert refused.status_code == 409, refused.text
+    assert "the cart holds USD products" in refused.json()["detail"]
+    added = await put(api, me, dollars["id"], 1)
+    assert added.status_code == 200, added.text
+    cart = added.json()
+    assert cart["currency"] == "USD" and cart["notes"] == []
+    assert [i["product_id"] for i in cart["items"]] == [first["id"], dollars["id"]]
+    assert (await api.get("/cart", headers=me)).json() == cart
+
+
 async def test_deleted_products_drop_out_with_a_note(api: httpx.AsyncClient, shop: Shop) -> None:
     me = shop.shopper()
     keep = await shop.product(name="Keeper")

@@ -165,27 +165,35 @@ def _reconcile(
     return kept, dropped
 
 
-async def view_cart(
-    deps: Deps, customer_id: uuid.UUID, request_id: str, fresh: LiveProduct | None = None
-) -> dict[str, Any]:
-    """The cart with live names and prices; lines whose product is gone drop out with a note.
+async def view_cart(deps: Deps, customer_id: uuid.UUID, request_id: str) -> dict[str, Any]:
+    """The cart with live names and prices; lines whose product is gone drop out with a note."""
+    return await _priced_cart(deps, await _lines(customer_id), request_id)
 
-    ``fresh``: a product just read from catalog-api in this request, not asked for again.
-    """
-    return await _priced_cart(deps, await _lines(customer_id), request_id, fresh)
+
+async def _live(
+    deps: Deps, ids: Sequence[uuid.UUID], request_id: str
+) -> dict[uuid.UUID, LiveProduct]:
+    try:
+        return await deps.clients.catalog.prices(ids, request_id)
+    except DependencyUnavailable as exc:
+        raise unavailable(exc, deps.settings, "retry shortly") from None
 
 
 async def _priced_cart(
-    deps: Deps, lines: Sequence[CartItem], request_id: str, fresh: LiveProduct | None = None
+    deps: Deps,
+    lines: Sequence[CartItem],
+    request_id: str,
+    live: dict[uuid.UUID, LiveProduct] | None = None,
 ) -> dict[str, Any]:
-    """``lines`` as the shopper sees them: live names and prices, gone products dropped."""
-    wanted = [line.product_id for line in lines if fresh is None or line.product_id != fresh.id]
-    try:
-        live = await deps.clients.catalog.prices(wanted, request_id)
-    except DependencyUnavailable as exc:
-        raise unavailable(exc, deps.settings, "retry shortly") from None
-    if fresh is not None:
-        live[fresh.id] = fresh
+    """``lines`` as the shopper sees them: live names and prices, gone products dropped.
+
+    ``live``: products already read from catalog-api in this request; only the
+    others are asked for.
+    """
+    live = dict(live or {})
+    missing = [line.product_id for line in lines if line.product_id not in live]
+    if missing:
+        live |= await _live(deps, missing, request_id)
     kept, dropped = _reconcile(lines, live)
     if dropped:
         await CartItem.filter(id__in=[line.id for line, _ in dropped]).delete()
@@ -239,16 +247,21 @@ async def set_cart_line(
             f"only {max(product.stock_available, 0)} of this product are available",
             extra={"available": max(product.stock_available, 0)},
         )
+    # The cart's currency is its oldest line's live one (as GET /cart shows it): the
+    # other lines are priced now, before the cart is locked (no call under a lock).
+    before = await _lines(customer_id)
+    asked = {line.product_id for line in before if line.product_id != product_id}
+    live = {**await _live(deps, list(asked), request_id), product_id: product}
     async with in_transaction() as conn:
         cart_id = (await conn.execute_query_dict(_LOCK_CART, [uuid.uuid4(), customer_id]))[0]["id"]
         lines = await CartItem.filter(cart_id=cart_id).order_by("added_at", "id")
         others = [line for line in lines if line.product_id != product_id]
-        currencies = {line.currency for line in others}
-        if currencies and product.currency not in currencies:
+        currency = _cart_currency(lines, live, asked)
+        if currency is not None and product.currency != currency:
             raise Problem(
                 409,
-                f"the cart holds {', '.join(sorted(currencies))} products; a cart has one "
-                f"currency, and this product is priced in {product.currency}",
+                f"the cart holds {currency} products; a cart has one currency, and this "
+                f"product is priced in {product.currency}",
             )
         if len(others) >= MAX_CART_LINES:
             raise Problem(409, f"a cart holds at most {MAX_CART_LINES} different products")
@@ -269,7 +282,24 @@ async def set_cart_line(
             )
             await line.save(update_fields=["name", "currency", "quantity"])
     # The cart as this write left it, priced: no second read of what was just written.
-    return await _priced_cart(deps, lines, request_id, fresh=product)
+    return await _priced_cart(deps, lines, request_id, live)
+
+
+def _cart_currency(
+    lines: Sequence[CartItem], live: dict[uuid.UUID, LiveProduct], asked: set[uuid.UUID]
+) -> str | None:
+    """The oldest line's live currency, skipping products no longer sold.
+
+    A line added by a concurrent request after ``live`` was read has its currency
+    as that request saw it a moment ago.
+    """
+    for line in lines:
+        product = live.get(line.product_id)
+        if product is not None:
+            return product.currency
+        if line.product_id not in asked:
+            return line.currency
+    return None
 
 
 async def remove_cart_line(

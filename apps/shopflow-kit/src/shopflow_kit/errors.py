@@ -124,7 +124,11 @@ def to_problem(request: Request | None, exc: BaseException) -> HTTPResponse:
     if isinstance(exc, SanicException):
         status = exc.status_code
         detail = str(exc) if exc.message else HTTPStatus(status).description
-        if status == 413:
+        if status == 413 and "header" in str(exc).lower():
+            # Sanic reports headers over REQUEST_MAX_HEADER_SIZE as a 413 too.
+            status = 431
+            detail = "the request headers are larger than the 16 KiB limit"
+        elif status == 413:
             detail = "the request body is larger than the 1 MiB limit"
         elif status == 401:  # never a library's own wording on an authentication failure
             detail = "authentication is required"

@@ -85,6 +85,10 @@ class KitRequest(Request):
             raise
 
 
+#: Request headers a service accepts: the gateway's limit, and Sanic's ceiling.
+MAX_HEADER_BYTES = 16384
+
+
 def _linger(stream: Any) -> None:
     """Answer with ``Connection: close``, then drain the body (bounded) before closing."""
     stream.keep_alive = False
@@ -99,6 +103,9 @@ def install(app: Sanic[Any, Any], grace_seconds: float) -> None:
     """Body limit and graceful shutdown for ``app`` (built with ``request_class=KitRequest``)."""
     # Sanic's own ceiling is what the service will drain; requests get 1 MiB.
     app.config.REQUEST_MAX_SIZE = DISCARD_LIMIT_BYTES
+    # The gateway passes headers up to 16 KiB (docs/gateway.md); so do the services
+    # (Sanic's ceiling), and larger ones get 431 here too.
+    app.config.REQUEST_MAX_HEADER_SIZE = MAX_HEADER_BYTES
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = grace_seconds
     app.ctx.connections = None
 

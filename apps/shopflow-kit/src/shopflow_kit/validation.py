@@ -86,6 +86,11 @@ def check_json(data: Any) -> None:
                 stack.extend((item, (*path, index)) for index, item in enumerate(value))
 
 
+def _not_json(constant: str) -> Any:
+    """Python's parser takes NaN and Infinity; RFC 8259 JSON has no such values."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def decode_json(raw: bytes) -> Any:
     """Parse and check a JSON body; raises :class:`BadJSON`.
 
@@ -94,7 +99,7 @@ def decode_json(raw: bytes) -> Any:
     input (100,000 nested arrays included).
     """
     try:
-        data = jsonlib.loads(raw)
+        data = jsonlib.loads(raw, parse_constant=_not_json)
     except RecursionError:
         raise BadJSON(400, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError):
