@@ -10,7 +10,7 @@ from typing import Any
 from sanic import Blueprint, Sanic
 from sanic_ext.extensions.http.extension import HTTPExtension
 
-from shopflow_kit import observability, openapi, server
+from shopflow_kit import heap, observability, openapi, server
 from shopflow_kit.config import ServiceSettings
 from shopflow_kit.db import close_db, init_db
 from shopflow_kit.errors import ProblemErrorHandler
@@ -73,6 +73,10 @@ def create_app(
         for hook in startup:
             await hook(app)
         app.ctx.background = [asyncio.ensure_future(task(app)) for task in background]
+
+    @app.after_server_start
+    async def freeze_startup_heap(app: Sanic[Any, Any]) -> None:
+        heap.freeze_startup_heap()  # full collections would stall requests otherwise
 
     @app.after_server_stop
     async def close_database(app: Sanic[Any, Any]) -> None:

@@ -44,6 +44,7 @@ from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
+from shopflow_kit.heap import freeze_startup_heap
 from shopflow_kit.limits import MAX_BODY_BYTES, MAX_REQUEST_LINE_BYTES
 from shopflow_kit.observability import (
     AccessLog,
@@ -971,6 +972,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     sweeper = loop.create_task(gateway.sweep())
     log.info("gateway listening", extra={"host": host, "port": port})
+    freeze_startup_heap()
     if ready is not None:
         ready()
     try:
