@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from shopflow_kit.errors import Problem, validation_errors
 from shopflow_kit.http import PageQuery
 from shopflow_kit.service_client import ServiceTokenClient
-from tortoise.transactions import in_transaction
 
 from notify_hub.config import Settings
 from notify_hub.emails import Templates
@@ -113,22 +112,6 @@ async def _recipient(
     return found, found is not None
 
 
-_UPSERT_RECIPIENT = (
-    "INSERT INTO recipients (user_id, email, name, updated_at) VALUES ($1, $2, $3, now()) "
-    "ON CONFLICT (user_id) DO "
-)
-
-
-async def _keep_copy(conn: Any, user_id: uuid.UUID, contact: Contact, *, replace: bool) -> None:
-    # user.registered carries the truth and replaces a copy; a looked-up copy never
-    # overwrites one that a user.registered wrote meanwhile.
-    action = "UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = now()"
-    await conn.execute_query(
-        _UPSERT_RECIPIENT + (action if replace else "NOTHING"),
-        [user_id, contact.email, contact.name],
-    )
-
-
 # --- receiving events ------------------------------------------------------------------
 
 
@@ -213,6 +196,44 @@ _INBOX_INSERT = (
     "INSERT INTO inbox (id, type, subject_user_id, occurred_at, status, received_at) "
     "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+#: With the inbox row, in the same statement: the notification, and notify-hub's
+#: copy of the address. Each part only happens if the inbox row was inserted (the
+#: first delivery), and one statement commits or fails as a whole.
+_QUEUE = """
+    , queued AS (
+        INSERT INTO notifications (id, event_id, user_id, type, channel, recipient_email,
+            recipient_name, subject, text_body, html_body, status, attempts,
+            next_attempt_at, created_at)
+        SELECT $6, id, $3, $2, 'email', $7, $8, $9, $10, $11, 'queued', 0, $12, now()
+        FROM first
+    )"""
+_KEEP = """
+    , kept AS (
+        INSERT INTO recipients (user_id, email, name, updated_at)
+        SELECT $3, ${email}, ${name}, now() FROM first
+        ON CONFLICT (user_id) DO {action}
+    )"""
+# user.registered carries the truth and replaces a copy; a looked-up copy never
+# overwrites one that a user.registered wrote meanwhile.
+_REPLACE_COPY = "UPDATE SET email = EXCLUDED.email, name = EXCLUDED.name, updated_at = now()"
+
+
+def _intake(outcome: _Outcome) -> tuple[str, list[Any]]:
+    """The one statement that records a first delivery, and its parameters after $5."""
+    if outcome.notification is None and not outcome.keep_copy:
+        return _INBOX_INSERT, []
+    sql, params = f"WITH first AS ({_INBOX_INSERT})", []
+    if (n := outcome.notification) is not None:
+        sql += _QUEUE
+        params += [n["id"], n["recipient_email"], n["recipient_name"], n["subject"]]
+        params += [n["text_body"], n["html_body"], n["next_attempt_at"]]
+    if outcome.keep_copy:
+        assert outcome.contact is not None
+        email = 6 + len(params)
+        action = _REPLACE_COPY if outcome.replace_copy else "NOTHING"
+        sql += _KEEP.format(email=email, name=email + 1, action=action)
+        params += [outcome.contact.email, outcome.contact.name]
+    return sql + " SELECT id FROM first", params  # noqa: S608 - our own fragments
 
 
 async def _replay(event: EventIn) -> Receipt | None:
@@ -242,22 +263,21 @@ async def receive_event(event: EventIn, directory: UserDirectory, templates: Tem
         if replayed is None:
             raise
         return replayed
-    async with in_transaction() as conn:
-        inserted = await conn.execute_query_dict(
-            _INBOX_INSERT,
-            [event.id, event.type, event.subject_user_id, event.occurred_at, outcome.status.value],
-        )
-        if inserted:
-            if outcome.contact is not None and outcome.keep_copy:
-                assert event.subject_user_id is not None
-                await _keep_copy(
-                    conn, event.subject_user_id, outcome.contact, replace=outcome.replace_copy
-                )
-            if outcome.notification is not None:
-                await Notification.create(**outcome.notification, using_db=conn)
-            return Receipt(
-                event.id, outcome.status, first=True, queued=outcome.notification is not None
-            )
+    sql, more = _intake(outcome)
+    inserted = await Notification._meta.db.execute_query_dict(
+        sql,
+        [
+            event.id,
+            event.type,
+            event.subject_user_id,
+            event.occurred_at,
+            outcome.status.value,
+            *more,
+        ],
+    )
+    if inserted:
+        queued = outcome.notification is not None
+        return Receipt(event.id, outcome.status, first=True, queued=queued)
     # A delivery of the same event committed first (or we waited on its key).
     replayed = await _replay(event)
     assert replayed is not None, "the conflicting inbox row is committed"
