@@ -68,6 +68,9 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
+_MARK_DELIVERED = "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::uuid[])"
+
+
 class OutboxRelay(PollingWorker):
     """Delivers pending events; safe to run in every replica (rows are locked, skipped)."""
 
@@ -88,9 +91,13 @@ class OutboxRelay(PollingWorker):
         self.max_delay = max_delay
 
     async def run_once(self) -> int:
-        """Deliver one batch of due events; return how many were delivered."""
-        delivered = 0
-        async with in_transaction():
+        """Deliver one batch of due events; return how many were delivered.
+
+        The batch is one transaction, so the delivered ones are marked together
+        at its end: no event is marked before the round commits either way.
+        """
+        delivered: list[uuid.UUID] = []
+        async with in_transaction() as conn:
             events = (
                 await OutboxEvent.filter(delivered_at=None, next_attempt_at__lte=utcnow())
                 .order_by("occurred_at")
@@ -120,10 +127,10 @@ class OutboxRelay(PollingWorker):
                     )
                     await event.save(update_fields=["attempts", "next_attempt_at", "last_error"])
                 else:
-                    event.delivered_at = utcnow()
-                    await event.save(update_fields=["delivered_at"])
-                    delivered += 1
-        return delivered
+                    delivered.append(event.id)
+            if delivered:
+                await conn.execute_query(_MARK_DELIVERED, [delivered])
+        return len(delivered)
 
 
 class HttpEventSink:
