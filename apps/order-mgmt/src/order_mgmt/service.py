@@ -440,6 +440,8 @@ class SagaRunner:
         self.request_id = request_id
         self.card = card
         self.deadline = deadline
+        #: The step the database holds, when this runner is a step ahead of it (see _advance).
+        self._persisted: Step | None = None
 
     async def run(self) -> Order:
         """Step until nothing is left to do; on DependencyUnavailable the order is parked."""
@@ -535,6 +537,16 @@ class SagaRunner:
             passed.append(new.step)
         for step in passed:
             crash_point(self.settings, step, persisted=False)
+        if self.card is not None and new.step == Step.CHARGED:
+            # The capture is not written down on its own: the commit follows at once,
+            # and "confirmed" (or "refunding") is written from "charging". payment-api
+            # keeps the capture, so a crash before then is recovered as one just after
+            # the charge call: the order is found charging, payment-api is asked
+            # (find_charge), and the commit is made.
+            self._persisted = self._persisted or saga.step
+            self.order.update_from_dict(_columns(new))
+            crash_point(self.settings, new.step)
+            return
         now = utcnow()
         values = {**_columns(new), "updated_at": now}
         if new.step in SETTLED:
@@ -568,14 +580,16 @@ class SagaRunner:
             crash_point(self.settings, step)
 
     async def _write(self, saga: Saga, values: dict[str, Any], conn: Any) -> None:
-        """Move the order on from ``saga.step``, if this runner still holds its lease."""
+        """Move the order on from the step it holds, if this runner still holds its lease."""
         row = _db_values(values)
+        held = self._persisted or saga.step
         changed, _ = await conn.execute_query(
             _MOVE_ON,
-            [self.order.id, saga.step.value, self.owner, *(row[c] for c in _MOVE_ON_COLUMNS)],
+            [self.order.id, held.value, self.owner, *(row[c] for c in _MOVE_ON_COLUMNS)],
         )
         if not changed:
             raise LeaseLost(str(self.order.id))
+        self._persisted = None
 
     async def _park(self) -> None:
         """Let go after a failed step: a retry may take over now, recovery after a while."""
