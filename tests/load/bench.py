@@ -388,6 +388,19 @@ def ratio(row: Row, a: Run, b: Run | None) -> str:
     return f"{a.rps / b.rps:.2f}"
 
 
+def reference_loop_ms() -> float:
+    """CPU time of a fixed pure-Python loop: the machine's speed, to compare runs by.
+
+    This machine's two cores are shared, and their speed moves by up to half
+    within an hour; the same loop has taken from about 360 to 650 ms.
+    """
+    started = time.process_time()
+    table: dict[int, str] = {}
+    for i in range(3_000_000):
+        table[i & 1023] = str(i)
+    return (time.process_time() - started) * 1000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.load.bench")
     parser.add_argument("--rounds", type=int, default=3)
@@ -397,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkout-paced-users", type=int, default=64)
     args = parser.parse_args(argv)
     ensure_wrk()
+    speed = [reference_loop_ms()]
     with tempfile.TemporaryDirectory() as folder, platform(Path(folder)) as urls:
         tmp = Path(folder)
         rows = rows_for(urls, tmp, args.seconds)
@@ -411,11 +425,18 @@ def main(argv: list[str] | None = None) -> int:
         gin = asyncio.run(explain_uses_gin(urls["big_db"]))
         matches = asyncio.run(count_matches(urls["big_db"]))
     print("checkout under load: the whole platform (shopctl up)...", file=sys.stderr)
+    speed.append(reference_loop_ms())
     bought = checkout.measure(args.checkout_seconds, args.checkout_users, args.checkout_paced_users)
+    speed.append(reference_loop_ms())
     load = os.getloadavg()
     print(
         f"\nShopFlow bench: wrk, 1 thread, 32 connections (unless noted), {args.seconds:g} s "
-        f"per run, median of {args.rounds} rounds; load average {load[0]:.2f} at the end\n"
+        f"per run, median of {args.rounds} rounds; load average {load[0]:.2f} at the end"
+    )
+    print(
+        "Machine speed: a fixed pure-Python loop took "
+        + ", ".join(f"{ms:.0f}" for ms in speed)
+        + " ms of CPU (start, before the checkout runs, end; lower is faster)\n"
     )
     print("| Ratio | measured | baseline | ratio | target | ok |")
     print("|---|---|---|---|---|---|")
