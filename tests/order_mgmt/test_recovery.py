@@ -35,7 +35,8 @@ ORDER_SETTINGS = {
     "catalog_timeout_seconds": "3",
     "payment_timeout_seconds": "3",
     "checkout_deadline_seconds": "8",
-    "recovery_after_seconds": "4",
+    # Above the longest stretch without a write: a charge (3 s) and a commit (3 s).
+    "recovery_after_seconds": "7",
     "recovery_interval_seconds": "0.3",
 }
 STOCK, BOUGHT = 5, 2

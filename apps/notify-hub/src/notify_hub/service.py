@@ -2,9 +2,9 @@
 
 Events arrive at least once (the producers' outbox relays retry until they get
 a 2xx). The inbox turns that into exactly once: the event's row in ``inbox``
-and the notification it creates are written in one transaction, and the row is
+and the notification it creates are written by one statement, and the row is
 inserted with ``ON CONFLICT (id) DO NOTHING``. A concurrent redelivery waits on
-the primary key until the first transaction ends, then finds the row and
+the primary key until the first statement commits, then finds the row and
 answers what the first delivery answered; no read-then-write race is possible.
 """
 

@@ -61,9 +61,11 @@ class Settings(ServiceSettings):
 
     @property
     def longest_step_seconds(self) -> float:
-        """The longest one step can take: a charge attempt after its backoff."""
+        """The longest a runner goes without writing (and so renewing its lease): a
+        charge attempt after its backoff, then the catalog commit, whose outcome is
+        written together with the capture's."""
         last_backoff = charge_backoff(4, self.charge_backoff_seconds)
-        return max(self.catalog_timeout_seconds, self.payment_timeout_seconds + last_backoff)
+        return self.payment_timeout_seconds + last_backoff + self.catalog_timeout_seconds
 
     @property
     def key_lease_seconds(self) -> float:

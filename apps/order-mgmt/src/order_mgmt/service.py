@@ -556,6 +556,7 @@ class SagaRunner:
                 "lease_owner": self.owner,
                 "lease_until": now + timedelta(seconds=self.settings.recovery_after_seconds),
             }
+        written_from = self._persisted or saga.step  # _write resets _persisted
         if new.step in EVENT_ON_ENTRY:
             async with in_transaction() as conn:
                 if new.step == Step.CONFIRMED:
@@ -571,7 +572,7 @@ class SagaRunner:
             "order step",
             extra={
                 "order_id": str(self.order.id),
-                "from": str(saga.step),
+                "from": str(written_from),
                 "to": str(new.step),
                 "request_id": self.request_id,
             },

@@ -68,7 +68,8 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
-_MARK_DELIVERED = "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::uuid[])"
+#: clock_timestamp(), not now(): the round's transaction began before these deliveries.
+_MARK_DELIVERED = "UPDATE outbox SET delivered_at = clock_timestamp() WHERE id = ANY($1::uuid[])"
 
 
 class OutboxRelay(PollingWorker):
