@@ -392,7 +392,7 @@ def reference_loop_ms() -> float:
     """CPU time of a fixed pure-Python loop: the machine's speed, to compare runs by.
 
     This machine's two cores are shared, and their speed moves by up to half
-    within an hour; the same loop has taken from about 360 to 650 ms.
+    within an hour: the same loop has taken from about 200 to 400 ms.
     """
     started = time.process_time()
     table: dict[int, str] = {}
