@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 
@@ -96,6 +97,28 @@ async def test_application_json_with_a_charset_is_accepted(client: httpx.AsyncCl
         "/widgets",
         content=b'{"name": "gear", "count": 1}',
         headers={"content-type": "Application/JSON; charset=utf-8"},
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip", "x-unknown"])
+async def test_a_compressed_body_is_415_naming_what_is_accepted(
+    client: httpx.AsyncClient, coding: str
+) -> None:
+    body = gzip.compress(b'{"name": "gear", "count": 1}')
+    response = await client.post(
+        "/widgets", content=body, headers={**JSON, "content-encoding": coding}
+    )
+    problem = assert_problem(response, 415)
+    assert "Content-Encoding" in problem["detail"]
+    assert response.headers["accept-encoding"] == "identity"
+
+
+async def test_an_identity_content_encoding_is_accepted(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/widgets",
+        content=b'{"name": "gear", "count": 1}',
+        headers={**JSON, "content-encoding": "identity"},
     )
     assert response.status_code == 201, response.text
 

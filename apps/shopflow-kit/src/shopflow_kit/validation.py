@@ -119,11 +119,27 @@ def require_json_content_type(request: Request) -> None:
         raise Problem(415, f"the request body must be sent as {JSON_MEDIA_TYPE}")
 
 
+def require_identity_encoding(request: Request) -> None:
+    """415 for a body sent with a content coding (gzip, ...): bodies are read as sent.
+
+    RFC 7694: the answer names what is accepted, ``Accept-Encoding: identity``.
+    """
+    codings = [c.strip().lower() for c in request.headers.get("content-encoding", "").split(",")]
+    if any(c not in ("", "identity") for c in codings):
+        raise Problem(
+            415,
+            "request bodies must be sent uncompressed (no Content-Encoding)",
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 def parse_json(request: Request, model: type[M]) -> M:
-    """Parse the body as ``model``: 400 if not JSON, 415 if not declared JSON, 422 if invalid."""
+    """Parse the body as ``model``: 400 if not JSON, 415 if not declared JSON or
+    compressed, 422 if invalid."""
     if not request.body:
         raise Problem(400, "a JSON request body is required")
     require_json_content_type(request)
+    require_identity_encoding(request)
     try:
         data = decode_json(request.body)
     except BadJSON as exc:
