@@ -391,3 +391,36 @@ async def test_a_card_number_as_request_id_is_replaced(gateway: tuple[int, Path]
 
         text = await log_once(log, logged)
         assert forwarded in text and card not in text
+
+
+async def _one_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    return head.lower(), await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def test_an_http_10_client_asking_for_keep_alive_is_told_it_was_granted(
+    gateway: tuple[int, Path],
+) -> None:
+    """RFC 9112 9.3: an HTTP/1.0 client keeps the connection only if the answer says so."""
+    port, _ = gateway
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for request, status in (
+            (b"GET /one HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", b" 200 "),
+            (b"GET /../up HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", b" 400 "),  # a problem
+            (b"GET /two HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", b" 200 "),
+        ):
+            writer.write(request)
+            head, _ = await _one_answer(reader)
+            assert status in head.split(b"\r\n")[0] and b"\r\nconnection: keep-alive" in head
+        writer.write(b"GET /last HTTP/1.0\r\n\r\n")  # no keep-alive: answered, then closed
+        head, body = await _one_answer(reader)
+        assert b"\r\nconnection: close" in head and b'"/last"' in body
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+    finally:
+        writer.close()

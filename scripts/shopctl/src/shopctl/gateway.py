@@ -143,6 +143,14 @@ def problem(status: int, detail: str) -> bytes:
     ).encode()
 
 
+def _connection(*, keep: bool, http_10: bool) -> bytes:
+    """The Connection header of an answer (RFC 9112 9.3): HTTP/1.1 persists unless told
+    ``close``; an HTTP/1.0 client that asked for ``keep-alive`` is told it was granted."""
+    if not keep:
+        return b"connection: close\r\n"
+    return b"connection: keep-alive\r\n" if http_10 else b""
+
+
 def _status_line(status: int, reason: bytes = b"") -> bytes:
     if not reason:
         reason = (
@@ -596,7 +604,13 @@ class _Client(asyncio.Protocol):
             self._start_lingering()
 
     def write_problem(
-        self, status: int, detail: str, request_id: bytes, *, close: bool = False
+        self,
+        status: int,
+        detail: str,
+        request_id: bytes,
+        *,
+        close: bool = False,
+        http_10: bool = False,
     ) -> None:
         body = problem(status, detail)
         head = [
@@ -609,8 +623,7 @@ class _Client(asyncio.Protocol):
             # API.md: an unavailable dependency says when to retry (the same
             # Idempotency-Key then gets the final result).
             head.append(b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS)
-        if close:
-            head.append(b"connection: close\r\n")
+        head.append(_connection(keep=not close, http_10=http_10))
         if self.transport is not None:
             self.transport.write(b"".join(head) + b"\r\n" + body)
 
@@ -749,7 +762,9 @@ class Gateway:
         route = dest = None
 
         def fail(status: int, detail: str) -> bool:
-            client.write_problem(status, detail, request_id, close=not keep)
+            client.write_problem(
+                status, detail, request_id, close=not keep, http_10=request.http_10
+            )
             self.access(request, request_id, status, client.peer, route, dest, started)
             return keep
 
@@ -930,8 +945,7 @@ class Gateway:
             out.append(b"transfer-encoding: chunked\r\n")
             upstream.chunked = True
         out.append(b"x-request-id: %s\r\n" % request_id)
-        if not keep:
-            out.append(b"connection: close\r\n")
+        out.append(_connection(keep=keep, http_10=request.http_10))
         client.upstream = upstream
         upstream.attach(client, b"".join(out) + b"\r\n")
         try:
