@@ -266,3 +266,89 @@ async def test_stock_below_live_holds_is_409_naming_the_held_quantity(
     await client.post(f"/internal/reservations/{order}/release", headers=auth)
     lowered = await client.patch(url, json={"stock": 2}, headers=admin(issuer))
     assert lowered.status_code == 200 and lowered.json()["stock_available"] == 2
+
+
+async def test_concurrent_repeats_of_one_order_for_other_products_get_one_answer(
+    client: httpx.AsyncClient, catalog: LiveService, issuer: TokenIssuer
+) -> None:
+    """Repeats that lock different products race to the insert: one holds, the rest 409."""
+    products = [await make_product(client, issuer, new_category(), stock=5) for _ in range(4)]
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    bodies = [reservation(order, (p["id"], 1)) for p in products]
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=catalog.base_url, timeout=60, limits=limits) as http:
+        results = await asyncio.gather(
+            *(
+                http.post("/internal/reservations", json=bodies[i % 4], headers=auth)
+                for i in range(40)
+            )
+        )
+    statuses = [r.status_code for r in results]
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201, 409}, statuses
+    winner = next(r.json() for r in results if r.status_code == 201)
+    assert all(r.json() == winner for r in results if r.status_code == 200)
+    assert all(
+        r.headers["content-type"] == "application/problem+json"
+        for r in results
+        if r.status_code == 409
+    )
+    free = [await available(client, p["id"]) for p in products]
+    assert sorted(free) == [4, 5, 5, 5]
+
+
+async def test_concurrent_commits_across_shared_products_take_exact_stock(
+    client: httpx.AsyncClient, catalog: LiveService, issuer: TokenIssuer, database_url: str
+) -> None:
+    """Orders holding the same products in both orders commit at once: no deadlock, exact stock."""
+    a = await make_product(client, issuer, new_category(), stock=1000)
+    b = await make_product(client, issuer, new_category(), stock=1000)
+    auth = service_token(issuer)
+    orders = [str(uuid.uuid4()) for _ in range(60)]
+    limits = httpx.Limits(max_connections=60)
+    async with httpx.AsyncClient(base_url=catalog.base_url, timeout=60, limits=limits) as http:
+        for i, order in enumerate(orders):
+            lines = (
+                ((a["id"], 1 + i % 3), (b["id"], 2))
+                if i % 2
+                else ((b["id"], 2), (a["id"], 1 + i % 3))
+            )
+            held = await http.post(
+                "/internal/reservations", json=reservation(order, *lines), headers=auth
+            )
+            assert held.status_code == 201, held.text
+        # Half commit while the other half reserve more and release: every path locks
+        # the same two rows.
+        extra = [str(uuid.uuid4()) for _ in range(30)]
+        results = await asyncio.gather(
+            *(http.post(f"/internal/reservations/{o}/commit", headers=auth) for o in orders),
+            *(
+                http.post(
+                    "/internal/reservations",
+                    json=reservation(o, (b["id"], 1), (a["id"], 1)),
+                    headers=auth,
+                )
+                for o in extra
+            ),
+            *(http.post(f"/internal/reservations/{o}/release", headers=auth) for o in extra[:10]),
+        )
+    statuses = [r.status_code for r in results]
+    assert all(s == 200 for s in statuses[:60]), statuses[:60]
+    assert all(s in (200, 201, 404) for s in statuses[60:]), statuses[60:]
+    taken_a = sum(1 + i % 3 for i in range(60))
+    conn = await asyncpg.connect(database_url)
+    try:
+        stock = dict(
+            await conn.fetch(
+                "SELECT id::text, stock FROM products WHERE id = ANY($1::uuid[])",
+                [uuid.UUID(a["id"]), uuid.UUID(b["id"])],
+            )
+        )
+        committed = await conn.fetchval(
+            "SELECT count(*) FROM reservations WHERE order_id = ANY($1::uuid[]) AND status = 'committed'",
+            [uuid.UUID(o) for o in orders],
+        )
+    finally:
+        await conn.close()
+    assert committed == 60
+    assert stock == {a["id"]: 1000 - taken_a, b["id"]: 1000 - 120}

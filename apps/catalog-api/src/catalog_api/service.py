@@ -498,48 +498,62 @@ async def _held(conn: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     return {row["product_id"]: int(row["quantity"]) for row in rows}
 
 
-#: The reservation and its lines, in one statement.
-_HOLD = """
-    WITH r AS (
+#: Run once this transaction holds the products' row locks, so its snapshot sees every
+#: hold committed before them. Holds the stock if all of it is free and the order holds
+#: nothing yet; returns the short lines, or one ``exists`` row for an order already held.
+_HOLD = f"""
+    WITH want AS (
+        SELECT * FROM unnest($4::uuid[], $5::int[]) AS u(product_id, quantity)
+    ),
+    mine AS (SELECT 1 FROM reservations WHERE order_id = $2::uuid),
+    short AS (
+        SELECT * FROM (
+            SELECT w.product_id, w.quantity AS requested, p.stock - {HELD_FOR} AS available
+            FROM want w JOIN products p ON p.id = w.product_id
+        ) a
+        WHERE available < requested
+    ),
+    r AS (
         INSERT INTO reservations (id, order_id, status, expires_at, created_at, updated_at)
-        VALUES ($1, $2, 'held', $3, now(), now())
+        SELECT $1::uuid, $2::uuid, 'held', $3::timestamptz, now(), now()
+        WHERE NOT EXISTS (SELECT 1 FROM short) AND NOT EXISTS (SELECT 1 FROM mine)
         RETURNING id
+    ),
+    lines AS (
+        INSERT INTO reservation_items (reservation_id, product_id, quantity)
+        SELECT r.id, w.product_id, w.quantity FROM r, want w
     )
-    INSERT INTO reservation_items (reservation_id, product_id, quantity)
-    SELECT r.id, u.product_id, u.quantity
-    FROM r, unnest($4::uuid[], $5::int[]) AS u(product_id, quantity)
-"""
-
-# Repeats of one order queue here, so each sees the reservation the first made.
-_LOCK_ORDER = "SELECT pg_advisory_xact_lock(hashtextextended('reservation:' || $1::text, 0))"
+    SELECT 'short' AS outcome, product_id, requested, available FROM short
+    UNION ALL
+    SELECT 'exists', NULL, NULL, NULL FROM mine
+"""  # noqa: S608 - our own SQL fragment
 
 
 async def reserve(
     order_id: uuid.UUID, lines: list[tuple[uuid.UUID, int]], ttl_seconds: int
 ) -> tuple[dict[str, Any], bool]:
-    """All or nothing; idempotent on ``order_id``. Returns (reservation, created)."""
+    """All or nothing; idempotent on ``order_id``. Returns (reservation, created).
+
+    Four round trips: ``BEGIN``, the products' row locks, :data:`_HOLD`, ``COMMIT``.
+    The locks are held only across the last two, so concurrent checkouts of the
+    same products queue for as short a time as the check allows.
+    """
     wanted: Counter[uuid.UUID] = Counter()
     for product_id, quantity in lines:
         wanted[product_id] += quantity
+    ids = sorted(wanted)
+    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
     try:
         async with in_transaction() as conn:
-            # A concurrent repeat of this order waits for the first to commit and
-            # then answers with its reservation; without this it would count the
-            # first one's hold as someone else's and report a false shortage.
-            await conn.execute_query(_LOCK_ORDER, [str(order_id)])
-            existing = await _existing(order_id, wanted)
-            if existing is not None:
-                return existing, False
-            ids = sorted(wanted)
             # Row locks in a fixed order: concurrent reservations of the same
-            # products queue here instead of overselling (or deadlocking).
+            # products queue here instead of overselling (or deadlocking). A
+            # concurrent repeat of this order queues here too, then finds its hold.
             stock = await conn.execute_query_dict(
-                "SELECT id, stock FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                "SELECT id FROM products WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
                 [ids],
             )
-            found = {row["id"]: row["stock"] for row in stock}
-            unknown = [str(i) for i in ids if i not in found]
-            if unknown:
+            found = {row["id"] for row in stock}
+            if unknown := [str(i) for i in ids if i not in found]:
                 raise Problem(
                     422,
                     "unknown products in the reservation",
@@ -548,25 +562,27 @@ async def reserve(
                         for u in unknown
                     ],
                 )
-            held_by = await _held(conn, ids)
-            short = [
-                {
-                    "product_id": str(pid),
-                    "requested": qty,
-                    "available": found[pid] - held_by.get(pid, 0),
-                }
-                for pid, qty in sorted(wanted.items())
-                if found[pid] - held_by.get(pid, 0) < qty
-            ]
-            if short:
-                raise Problem(409, "not enough stock", extra={"short_items": short})
-            expires_at = utcnow() + timedelta(seconds=ttl_seconds)
-            await conn.execute_query(
+            outcome = await conn.execute_query_dict(
                 _HOLD, [uuid.uuid4(), order_id, expires_at, ids, [wanted[pid] for pid in ids]]
             )
+            if any(row["outcome"] == "exists" for row in outcome):
+                existing = await _existing(order_id, wanted)
+                assert existing is not None
+                return existing, False
+            if outcome:
+                short = [
+                    {
+                        "product_id": str(row["product_id"]),
+                        "requested": row["requested"],
+                        "available": row["available"],
+                    }
+                    for row in sorted(outcome, key=lambda row: str(row["product_id"]))
+                ]
+                raise Problem(409, "not enough stock", extra={"short_items": short})
         _invalidate_rankings()  # in_stock searches see the held stock
     except IntegrityError:
-        # Only a replica without the order lock (mid-upgrade) can race past it.
+        # A repeat of this order for other products, which took other row locks,
+        # inserted first: answer as the first one's repeat.
         existing = await _existing(order_id, wanted)
         if existing is None:
             raise
@@ -588,39 +604,52 @@ async def _locked(order_id: uuid.UUID) -> tuple[Reservation, list[ReservationIte
     return reservation, await ReservationItem.filter(reservation=reservation).order_by("product_id")
 
 
-#: A live hold becomes committed, and its lines come back (in the products' lock order).
+#: A live hold becomes committed and its stock is taken, in one statement; its lines
+#: come back. The products are locked in id order (``locked``), as reserve locks them,
+#: after the reservation, as release locks them.
 _COMMIT_HELD = """
     WITH r AS (
         UPDATE reservations SET status = 'committed', updated_at = now()
         WHERE order_id = $1 AND status = 'held' AND expires_at > now()
         RETURNING id, order_id, status, expires_at
+    ),
+    held AS (
+        SELECT r.order_id, r.status, r.expires_at, ri.product_id, ri.quantity
+        FROM r JOIN reservation_items ri ON ri.reservation_id = r.id
+    ),
+    locked AS (
+        SELECT p.id FROM products p WHERE p.id IN (SELECT product_id FROM held)
+        ORDER BY p.id FOR UPDATE
+    ),
+    taken AS (
+        UPDATE products p SET stock = p.stock - h.quantity, updated_at = now()
+        FROM held h JOIN locked k ON k.id = h.product_id
+        WHERE p.id = h.product_id
     )
-    SELECT r.order_id, r.status, r.expires_at, ri.product_id, ri.quantity
-    FROM r JOIN reservation_items ri ON ri.reservation_id = r.id
-    ORDER BY ri.product_id
+    SELECT order_id, status, expires_at, product_id, quantity FROM held ORDER BY product_id
 """
+
+
 _TAKE_STOCK = "UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2"
 
 
 async def commit(order_id: uuid.UUID) -> dict[str, Any]:
     """Take the held stock for good. Idempotent; 409 once released or expired."""
+    # The common case, a live hold: one statement, its own transaction.
+    held = await _db().execute_query_dict(_COMMIT_HELD, [order_id])
+    if held:
+        _invalidate_rankings()
+        first = held[0]
+        return {
+            "order_id": str(first["order_id"]),
+            "status": first["status"],
+            "expires_at": _timestamp(first["expires_at"]),
+            "items": [
+                {"product_id": str(line["product_id"]), "quantity": line["quantity"]}
+                for line in held
+            ],
+        }
     async with in_transaction() as conn:
-        # The common case, a live hold, in two statements plus one per product.
-        held = await conn.execute_query_dict(_COMMIT_HELD, [order_id])
-        if held:
-            for line in held:
-                await conn.execute_query(_TAKE_STOCK, [line["quantity"], line["product_id"]])
-            _invalidate_rankings()
-            first = held[0]
-            return {
-                "order_id": str(first["order_id"]),
-                "status": first["status"],
-                "expires_at": _timestamp(first["expires_at"]),
-                "items": [
-                    {"product_id": str(line["product_id"]), "quantity": line["quantity"]}
-                    for line in held
-                ],
-            }
         reservation, items = await _locked(order_id)
         if reservation.status == ReservationStatus.HELD and reservation.expires_at <= utcnow():
             reservation.status = ReservationStatus.EXPIRED
