@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler
 
 import asyncpg
 import httpx
 import pytest
 from shopctl.pg import free_port
-from shopflow_kit.outbox import backoff_delay
+from shopflow_kit.outbox import backoff_delay, publish_with
 
 from tests.utils.issuer import TokenIssuer
 from tests.utils.kit import migrate_sample, sample_env
@@ -163,3 +164,32 @@ def test_backoff_grows_and_is_capped() -> None:
     samples = [backoff_delay(10, base=0.5, cap=60) for _ in range(200)]
     assert max(samples) > 30  # jitter spreads retries across the window
     assert len(set(samples)) > 150
+
+
+async def test_publish_with_records_the_event_only_with_its_change(database_url: str) -> None:
+    """The CTE form writes publish's row, and nothing when the change it rides on did not happen."""
+    await migrate_sample(database_url)
+    subject = uuid.uuid4()
+    data = {"order_id": "o-1", "items": [{"name": 'Ünïcode "quoted"', "n": 2}], "total": 3}
+    conn = await asyncpg.connect(database_url)
+    try:
+        ids = []
+        for happened in (True, False):
+            event, params = publish_with(
+                "change", "thing.happened", data, subject_user_id=str(subject), first=2
+            )
+            await conn.execute(
+                f"WITH change AS (SELECT 1 WHERE $1::bool) {event}", happened, *params
+            )
+            ids.append(params[0])
+        rows = await conn.fetch(
+            "SELECT id, type, subject_user_id, data::text AS data, attempts, "
+            "occurred_at = next_attempt_at AS due, delivered_at FROM outbox WHERE id = ANY($1)",
+            ids,
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == 1 and rows[0]["id"] == ids[0]
+    row = rows[0]
+    assert (row["type"], row["subject_user_id"], row["attempts"]) == ("thing.happened", subject, 0)
+    assert json.loads(row["data"]) == data and row["due"] and row["delivered_at"] is None

@@ -23,7 +23,7 @@ from shopflow_kit import idempotency
 from shopflow_kit.errors import Problem, problem_body
 from shopflow_kit.idempotency import StoredResponse
 from shopflow_kit.money import MAX_AMOUNT_CENTS, SUPPORTED_CURRENCIES
-from shopflow_kit.outbox import publish
+from shopflow_kit.outbox import publish_with
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -397,6 +397,8 @@ _MOVE_ON = (
     + ", ".join(f"{column} = ${n}" for n, column in enumerate(_MOVE_ON_COLUMNS, start=4))
     + " WHERE id = $1 AND step = $2 AND lease_owner = $3"
 )
+#: The first parameter number after _MOVE_ON's.
+_AFTER_MOVE_ON = 4 + len(_MOVE_ON_COLUMNS)
 
 
 def _db_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -557,16 +559,7 @@ class SagaRunner:
                 "lease_until": now + timedelta(seconds=self.settings.recovery_after_seconds),
             }
         written_from = self._persisted or saga.step  # _write resets _persisted
-        if new.step in EVENT_ON_ENTRY:
-            async with in_transaction() as conn:
-                if new.step == Step.CONFIRMED:
-                    # The cart's lock before the order's row, in _place's order: a checkout
-                    # placing an order from this cart waits, then finds the lines gone.
-                    await conn.execute_query(_HOLD_CART, [self.order.customer_id])
-                await self._write(saga, values, conn)
-                await _on_entry(self.order, new.step, conn)
-        else:
-            await self._write(saga, values, Order._meta.db)  # one statement: its own transaction
+        await self._write(saga, values, new.step)
         self.order.update_from_dict(values)
         log.info(
             "order step",
@@ -580,14 +573,21 @@ class SagaRunner:
         for step in passed:
             crash_point(self.settings, step)
 
-    async def _write(self, saga: Saga, values: dict[str, Any], conn: Any) -> None:
-        """Move the order on from the step it holds, if this runner still holds its lease."""
+    async def _write(self, saga: Saga, values: dict[str, Any], step: Step) -> None:
+        """Move the order on from the step it holds, if this runner still holds its lease.
+
+        One statement, so its own transaction: entering a step of EVENT_ON_ENTRY
+        writes its event (and for ``confirmed`` clears the bought lines) in it too.
+        """
         row = _db_values(values)
         held = self._persisted or saga.step
-        changed, _ = await conn.execute_query(
-            _MOVE_ON,
-            [self.order.id, held.value, self.owner, *(row[c] for c in _MOVE_ON_COLUMNS)],
-        )
+        params = [self.order.id, held.value, self.owner, *(row[c] for c in _MOVE_ON_COLUMNS)]
+        db = Order._meta.db
+        if step in EVENT_ON_ENTRY:
+            sql, more = _entering(self.order, step)
+            changed = (await db.execute_query_dict(sql, params + more))[0]["moved"]
+        else:
+            changed, _ = await db.execute_query(_MOVE_ON, params)
         if not changed:
             raise LeaseLost(str(self.order.id))
         self._persisted = None
@@ -600,37 +600,44 @@ class SagaRunner:
         )
 
 
-#: Cart lines still as they were ordered; a line changed during the checkout stays.
-_CLEAR_BOUGHT = (
-    "DELETE FROM cart_items USING carts WHERE cart_items.cart_id = carts.id "
-    "AND carts.customer_id = $1 AND (cart_items.product_id, cart_items.quantity) IN "
-    "(SELECT * FROM unnest($2::uuid[], $3::int[]))"
-)
+def _entering(order: Order, step: Step) -> tuple[str, list[Any]]:
+    """_MOVE_ON with what entering ``step`` writes in the same transaction, as one statement.
 
-
-async def _on_entry(order: Order, step: Step, conn: Any) -> None:
-    """What entering ``step`` writes in the same transaction: events, the cleared cart."""
-    event = EVENT_ON_ENTRY.get(step)
-    if event == "order.confirmed":
-        await publish(
-            event,
-            confirmed_event(str(order.id), order.items, order.total_cents, order.currency),
-            subject_user_id=order.customer_id,
+    Its event goes to the outbox; entering ``confirmed`` also deletes the bought cart
+    lines (a line changed during the checkout stays). The cart is locked before
+    the order's row, in _place's order: the ``moved`` update needs ``cart`` before
+    it can touch a row, so a checkout placing an order from this cart waits, then
+    finds the lines gone. Returns the statement and its parameters after _MOVE_ON's.
+    """
+    n = _AFTER_MOVE_ON
+    if step == Step.CONFIRMED:
+        items = order.items
+        sql = (
+            "WITH cart AS MATERIALIZED "  # noqa: S608 - our own names
+            f"(SELECT id FROM carts WHERE customer_id = ${n} FOR UPDATE), "
+            f"moved AS ({_MOVE_ON} AND (SELECT count(*) FROM cart) >= 0 RETURNING id), "
+            "cleared AS (DELETE FROM cart_items USING cart WHERE cart_items.cart_id = cart.id "
+            "AND EXISTS (SELECT 1 FROM moved) AND (cart_items.product_id, cart_items.quantity) "
+            f"IN (SELECT * FROM unnest(${n + 1}::uuid[], ${n + 2}::int[]))), "
         )
-        await conn.execute_query(
-            _CLEAR_BOUGHT,
-            [
-                order.customer_id,
-                [uuid.UUID(str(i["product_id"])) for i in order.items],
-                [int(i["quantity"]) for i in order.items],
-            ],
-        )
-    elif event == "order.cancelled":
-        await publish(
-            event,
-            cancelled_event(str(order.id), order.total_cents, order.currency),
-            subject_user_id=order.customer_id,
-        )
+        params: list[Any] = [
+            order.customer_id,
+            [uuid.UUID(str(i["product_id"])) for i in items],
+            [int(i["quantity"]) for i in items],
+        ]
+        data = confirmed_event(str(order.id), items, order.total_cents, order.currency)
+    else:
+        sql, params = f"WITH moved AS ({_MOVE_ON} RETURNING id), ", []
+        data = cancelled_event(str(order.id), order.total_cents, order.currency)
+    event, more = publish_with(
+        "moved",
+        EVENT_ON_ENTRY[step],
+        data,
+        subject_user_id=order.customer_id,
+        first=n + len(params),
+    )
+    sql += f"event AS ({event}) SELECT count(*) AS moved FROM moved"  # noqa: S608 - ours
+    return sql, params + more
 
 
 async def _claim(order_id: uuid.UUID, owner: uuid.UUID, lease_seconds: float) -> Order | None:

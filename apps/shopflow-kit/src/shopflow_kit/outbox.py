@@ -63,6 +63,33 @@ async def publish(
     )
 
 
+def publish_with(
+    source: str,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    subject_user_id: uuid.UUID | str | None = None,
+    first: int,
+) -> tuple[str, list[Any]]:
+    """``publish`` as an ``INSERT ... SELECT ... FROM source``, and its parameters.
+
+    For a data-modifying CTE in the statement that makes the change itself:
+    ``source`` names that change's CTE, and the event is recorded only if it
+    yields a row. Parameters are numbered from ``$first``. The row is the one
+    ``publish`` writes, so the relay cannot tell the two apart.
+    """
+    now = utcnow()
+    encode = OutboxEvent._meta.fields_map["data"].to_db_value
+    n = first
+    sql = (
+        "INSERT INTO outbox (id, type, subject_user_id, data, occurred_at, attempts, "  # noqa: S608 - our own names
+        f"next_attempt_at) SELECT ${n}::uuid, ${n + 1}::text, ${n + 2}::uuid, ${n + 3}::jsonb, "
+        f"${n + 4}::timestamptz, 0, ${n + 4}::timestamptz FROM {source}"
+    )
+    subject = uuid.UUID(str(subject_user_id)) if subject_user_id is not None else None
+    return sql, [uuid.uuid4(), type_, subject, encode(data, OutboxEvent), now]
+
+
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
     return random.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
