@@ -77,13 +77,26 @@ def validate_key(key: str | None) -> str:
     return key
 
 
-# Held for the key's transaction: a second request with the same key sees it taken.
-_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS locked"
-
 _INSERT = (
     "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at) "
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, key) DO NOTHING RETURNING id"
 )
+#: _INSERT behind the key's lock, held for the key's transaction: a second request
+#: with the same key finds it taken (``locked`` false) and inserts nothing, so it
+#: never waits on the first one's uncommitted row. One round trip for both.
+_LOCK_AND_INSERT = """
+    WITH key_lock AS MATERIALIZED (
+        SELECT pg_try_advisory_xact_lock(
+            hashtextextended($1::text || E'\\n' || $2::text, 0)
+        ) AS locked
+    ),
+    claimed AS (
+        INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at)
+        SELECT $1, $2, $3, $4, $5 FROM key_lock WHERE key_lock.locked
+        ON CONFLICT (scope, key) DO NOTHING RETURNING id
+    )
+    SELECT key_lock.locked, claimed.id FROM key_lock LEFT JOIN claimed ON true
+"""
 
 _COMPLETE = (
     "UPDATE idempotency_keys SET status_code = $3, response = $4, expires_at = created_at + $5 "
@@ -128,21 +141,21 @@ async def run_once(
     or worker is held by a waiting duplicate.
     """
     async with in_transaction() as conn:
-        if conflict_in_flight:
-            locked = await conn.execute_query_dict(_TRY_LOCK, [f"{scope}\n{key}"])
-            if not locked[0]["locked"]:
-                raise _in_flight()
-        for _ in range(3):
+        for attempt in range(3):
             now = datetime.now(UTC)
+            params = [scope, key, request_fingerprint, now, now + ttl]
             # execute_query_dict fetches; Tortoise's execute_query drops RETURNING rows.
-            rows = await conn.execute_query_dict(
-                _INSERT, [scope, key, request_fingerprint, now, now + ttl]
-            )
-            if rows:
+            if conflict_in_flight and attempt == 0:
+                (row,) = await conn.execute_query_dict(_LOCK_AND_INSERT, params)
+                if not row["locked"]:
+                    raise _in_flight()
+                claimed = row["id"]
+            else:
+                rows = await conn.execute_query_dict(_INSERT, params)
+                claimed = rows[0]["id"] if rows else None
+            if claimed is not None:
                 status, body = await work()
-                await IdempotencyRecord.filter(id=rows[0]["id"]).update(
-                    status_code=status, response=body
-                )
+                await IdempotencyRecord.filter(id=claimed).update(status_code=status, response=body)
                 return StoredResponse(status, body, replayed=False)
             record = await IdempotencyRecord.get_or_none(scope=scope, key=key)
             if record is None:
