@@ -352,3 +352,20 @@ async def test_concurrent_commits_across_shared_products_take_exact_stock(
         await conn.close()
     assert committed == 60
     assert stock == {a["id"]: 1000 - taken_a, b["id"]: 1000 - 120}
+
+
+async def test_a_repeat_after_its_product_was_deleted_is_the_same_order_not_unknown(
+    client: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    """A repeat is answered as the order's reservation first, before its products are checked."""
+    product = await make_product(client, issuer, new_category(), stock=5)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    body = reservation(order, (product["id"], 2))
+    assert (await client.post("/internal/reservations", json=body, headers=auth)).status_code == 201
+    commit = await client.post(f"/internal/reservations/{order}/commit", headers=auth)
+    assert commit.status_code == 200
+    deleted = await client.delete(f"/products/{product['id']}", headers=admin(issuer))
+    assert deleted.status_code == 204, deleted.text
+    again = await client.post("/internal/reservations", json=body, headers=auth)
+    assert again.status_code == 409, again.text
+    assert "different reservation" in again.json()["detail"]

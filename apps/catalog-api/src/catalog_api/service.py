@@ -448,6 +448,10 @@ def _below_holds(held: int) -> Problem:
 async def delete_product(product_id: str) -> None:
     await get_product(product_id)
     async with in_transaction():
+        # The row lock a reservation takes first: a reservation of this product
+        # either committed before the check below (which then sees it) or waits
+        # and then finds the product gone.
+        await Product.filter(id=product_id).select_for_update().first()
         live = await ReservationItem.filter(
             product_id=product_id,
             reservation__status=ReservationStatus.HELD,
@@ -554,6 +558,8 @@ async def reserve(
             )
             found = {row["id"] for row in stock}
             if unknown := [str(i) for i in ids if i not in found]:
+                if existing := await _existing(order_id, wanted):  # a product deleted since
+                    return existing, False
                 raise Problem(
                     422,
                     "unknown products in the reservation",
@@ -565,11 +571,11 @@ async def reserve(
             outcome = await conn.execute_query_dict(
                 _HOLD, [uuid.uuid4(), order_id, expires_at, ids, [wanted[pid] for pid in ids]]
             )
-            if any(row["outcome"] == "exists" for row in outcome):
-                existing = await _existing(order_id, wanted)
-                assert existing is not None
-                return existing, False
             if outcome:
+                # A repeat is answered with its hold (409 if it asks for other items),
+                # even when that stock would now be short for a new hold.
+                if existing := await _existing(order_id, wanted):
+                    return existing, False
                 short = [
                     {
                         "product_id": str(row["product_id"]),
@@ -577,6 +583,7 @@ async def reserve(
                         "available": row["available"],
                     }
                     for row in sorted(outcome, key=lambda row: str(row["product_id"]))
+                    if row["outcome"] == "short"
                 ]
                 raise Problem(409, "not enough stock", extra={"short_items": short})
         _invalidate_rankings()  # in_stock searches see the held stock
@@ -623,7 +630,8 @@ _COMMIT_HELD = """
     ),
     taken AS (
         UPDATE products p SET stock = p.stock - h.quantity, updated_at = now()
-        FROM held h JOIN locked k ON k.id = h.product_id
+        FROM (SELECT product_id, SUM(quantity) AS quantity FROM held GROUP BY product_id) h
+        JOIN locked k ON k.id = h.product_id
         WHERE p.id = h.product_id
     )
     SELECT order_id, status, expires_at, product_id, quantity FROM held ORDER BY product_id
