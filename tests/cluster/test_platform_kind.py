@@ -33,7 +33,7 @@ import httpx
 import pytest
 import yaml
 from shopctl.argocd import all_applications
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.render import render_environment
 from shopctl.services import SERVICES
 from shopctl.toolchain import kubectl_path, require_helm

@@ -16,7 +16,7 @@ import sys
 
 import httpx
 import pytest
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.services import SERVICES, has_code, lookup
 
 from tests.utils.e2e import ROOT, Platform

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 import asyncpg
 import httpx
 import pytest
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopflow_kit.outbox import backoff_delay, publish_with
 
 from tests.utils.issuer import TokenIssuer

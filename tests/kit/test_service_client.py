@@ -9,7 +9,7 @@ import httpx
 import pytest
 from aiohttp import web
 from authlib.integrations.base_client.errors import OAuthError
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopflow_kit.service_client import HttpClient, ServiceTokenClient
 
 from tests.utils.issuer import TokenIssuer

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-from shopctl.pg import LocalPostgres, create_database, free_port
+from shopctl.pg import LocalPostgres, create_database
+from shopctl.ports import free_port
 from shopctl.procs import Child, wait_http
 
 from tests.load import checkout

@@ -12,7 +12,7 @@ import pytest
 from order_mgmt.checkout import Step
 from order_mgmt.config import Settings
 from pydantic import ValidationError
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.procs import sanic_args
 
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import yaml
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.procs import Child, wait_http
 from shopctl.virtualservice import GatewayConfigError, RoutingTable, normalize_path
 

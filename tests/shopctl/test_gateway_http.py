@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.procs import Child, wait_http
 
 from tests.utils.live import ROOT, LoopbackHTTPServer, log_once

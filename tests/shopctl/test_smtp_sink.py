@@ -7,7 +7,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.smtp import SmtpSink, read_messages
 
 

@@ -22,7 +22,7 @@ from unittest import mock
 
 import psutil
 import pytest
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.runner import ADMIN_EMAIL, service_env
 from shopctl.services import lookup
 from shopctl.smtp import read_messages

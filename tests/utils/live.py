@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 from shopctl.procs import Child, sanic_args, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,8 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiosmtpd.controller import Controller
-from shopctl.pg import create_database, drop_database, free_port
+from shopctl.pg import create_database, drop_database
+from shopctl.ports import free_port
 
 from tests.utils.factories import Account, register_and_login
 from tests.utils.live import LiveService

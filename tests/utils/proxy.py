@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from shopctl.pg import free_port
+from shopctl.ports import free_port
 
 
 class HoldingProxy:

@@ -25,6 +25,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from shopctl.ports import free_port
+
 SYSTEM_USER = "embedded_postgres"
 #: sun_path holds 108 bytes with its NUL; the socket's name is ``.s.PGSQL.<port>``.
 _MAX_SOCKET_PATH = 107
@@ -44,12 +46,6 @@ POSTGRES_BIN_PATH = _install_dir() / "bin"
 
 class PostgresError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_as() -> str | None:
