@@ -7,6 +7,7 @@ import smtplib
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 
 import httpx
 import psutil
@@ -52,6 +53,31 @@ def test_smtp_sink_keeps_mail(platform: Platform) -> None:
     with smtplib.SMTP("127.0.0.1", platform.ports["SMTP"]) as smtp:
         smtp.send_message(message)
     assert "hello" in [m["Subject"] for m in read_messages(platform.state / "mail")]
+
+
+def test_email_delivery_runs_at_background_priority(platform: Platform) -> None:
+    """notify-hub and the SMTP sink's thread at nice +10; the request path at ours."""
+    base = psutil.Process().nice()
+    services = {
+        " ".join(p.cmdline()): p.nice()
+        for p in platform.children
+        if any("create_app" in part for part in p.cmdline())
+    }
+    assert len(services) == 5, services
+    for cmdline, nice in services.items():
+        assert nice == (base + 10 if "notify_hub.app" in cmdline else base), cmdline
+    gateway = [p for p in platform.children if "gateway" in p.cmdline()]
+    assert [p.nice() for p in gateway] == [base]
+    supervisor = platform.process.pid
+
+    def nice_of(thread: int) -> int:
+        stat = Path(f"/proc/{supervisor}/task/{thread}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])
+
+    assert nice_of(supervisor) == base  # the supervisor's main thread
+    threads = [nice_of(t.id) for t in psutil.Process(supervisor).threads()]
+    assert base + 10 in threads  # the SMTP sink's
+    assert set(threads) == {base, base + 10}
 
 
 def test_local_secrets_are_private(platform: Platform) -> None:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _in_child(nice: int) -> Callable[[], None] | None:
+    """What runs in the child before exec: die with the parent, and ``nice`` if any."""
+    if sys.platform != "linux":
+        return None
+
+    def prepare() -> None:  # pragma: no cover - runs in the child
+        _die_with_parent()
+        if nice:
+            os.nice(nice)
+
+    return prepare
+
+
 @dataclass
 class Child:
     name: str
@@ -31,6 +44,8 @@ class Child:
     env: Mapping[str, str]
     log_path: Path
     cwd: Path | None = None
+    #: Added to the child's niceness (lower CPU priority), for work off the request path.
+    nice: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> Child:
@@ -42,7 +57,7 @@ class Child:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.cwd,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_in_child(self.nice),
             # Its own process group: a terminal's Ctrl-C reaches only the
             # supervisor, which then stops the children in order.
             process_group=0,

@@ -56,6 +56,27 @@ def shown(path: Path) -> str:
 
 ADMIN_EMAIL = "admin@shopflow.example"
 
+#: Email delivery is asynchronous: it is never on a shopper's request path. On one
+#: machine these (and the SMTP sink) take the CPU the request path leaves, as in the
+#: cluster they have CPU of their own; under checkout load the request path then
+#: does not queue behind a burst of emails (docs/local-platform.md).
+BACKGROUND_SERVICES = frozenset({"notify-hub"})
+BACKGROUND_NICE = 10
+
+
+def background_nice() -> int:
+    """The niceness added to background work: ``SHOPFLOW_BACKGROUND_NICE``, 0 turns it off."""
+    raw = os.environ.get("SHOPFLOW_BACKGROUND_NICE", "").strip() or str(BACKGROUND_NICE)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise click.UsageError(
+            f"SHOPFLOW_BACKGROUND_NICE must be a whole number from 0 to 19, not {raw!r}"
+        )
+    return value
+
 
 def local_secrets(state: Path) -> dict[str, object]:
     """Generated once per state folder, mode 0600, never committed (.shopflow is ignored)."""
@@ -224,6 +245,7 @@ class Platform:
 
     def start(self) -> None:
         state = self.state
+        nice = background_nice()
         gateway_port = local_port("gateway", GATEWAY_PORT)
         smtp_port = local_port("smtp", SMTP_PORT)
         if self.fresh:
@@ -267,12 +289,13 @@ class Platform:
                 sanic_args(service.factory, service.port()),
                 service_env(service, db_url, state_secrets, gateway_port, smtp_port),
                 state / "logs" / f"{service.name}.log",
+                nice=nice if service.name in BACKGROUND_SERVICES else 0,
             ).start()
             self.children.append(child)
             done(t)
 
         t = step(f"SMTP sink on 127.0.0.1:{smtp_port} (mail kept in {shown(state / 'mail')})")
-        self.smtp = SmtpSink(state / "mail", smtp_port).start()
+        self.smtp = SmtpSink(state / "mail", smtp_port, nice=nice).start()
         done(t)
 
         t = step(f"gateway on 127.0.0.1:{gateway_port}, routing by charts/shopflow-mesh")
@@ -305,6 +328,11 @@ class Platform:
     ) -> None:
         rows = [("gateway", f"http://127.0.0.1:{gateway_port}", "public API")]
         rows += [(s.name, f"http://127.0.0.1:{s.port()}", ", ".join(s.prefixes)) for s in services]
+        if nice := background_nice():
+            rows = [
+                (n, u, f"{note} (background: nice {nice})" if n in BACKGROUND_SERVICES else note)
+                for n, u, note in rows
+            ]
         missing = [s.name for s in SERVICES if s not in services]
         rows.append(
             ("smtp sink", f"smtp://127.0.0.1:{smtp_port}", f"mail in {shown(self.state / 'mail')}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +33,31 @@ class MaildirHandler:
 
 
 class SmtpSink:
-    """Accepts mail on loopback and keeps it in ``maildir`` (readable by any mail tool)."""
+    """Accepts mail on loopback and keeps it in ``maildir`` (readable by any mail tool).
 
-    def __init__(self, maildir: Path, port: int, host: str = "127.0.0.1") -> None:
+    It runs on a thread of its own; ``nice`` lowers that thread's CPU priority.
+    """
+
+    def __init__(self, maildir: Path, port: int, host: str = "127.0.0.1", nice: int = 0) -> None:
         self.maildir = maildir
+        self.nice = nice
         maildir.parent.mkdir(parents=True, exist_ok=True)
         self.controller = Controller(MaildirHandler(maildir), hostname=host, port=port)
 
     def start(self) -> SmtpSink:
         self.controller.start()
+        if self.nice:
+            # Linux keeps a niceness per thread: set it from inside the server's thread.
+            asyncio.run_coroutine_threadsafe(_renice(self.nice), self.controller.loop).result(5)
         return self
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+async def _renice(increment: int) -> None:
+    thread = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
 
 
 def read_messages(maildir: Path) -> list[mailbox.MaildirMessage]:
