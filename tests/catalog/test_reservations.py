@@ -369,3 +369,104 @@ async def test_a_repeat_after_its_product_was_deleted_is_the_same_order_not_unkn
     again = await client.post("/internal/reservations", json=body, headers=auth)
     assert again.status_code == 409, again.text
     assert "different reservation" in again.json()["detail"]
+
+
+async def test_a_commit_that_outwaits_the_expiry_behind_row_locks_is_refused(
+    client: httpx.AsyncClient, issuer: TokenIssuer, database_url: str
+) -> None:
+    """The hold's expiry is checked once the commit holds the products' locks.
+
+    A reservation holding the product's row lock across the hold's expiry sees
+    the stock free and may take it; the commit that started before the expiry
+    and waited for that lock must then find the hold expired, not take the
+    stock a second time.
+    """
+    product = await make_product(client, issuer, new_category(), stock=5)
+    order, auth = str(uuid.uuid4()), service_token(issuer)
+    held = await client.post(
+        "/internal/reservations", json=reservation(order, (product["id"], 5), ttl=2), headers=auth
+    )
+    assert held.status_code == 201
+    blocker = await asyncpg.connect(database_url)
+    # pg_stat_activity is read outside the blocker's transaction: inside one,
+    # PostgreSQL answers every read with the transaction's first snapshot.
+    observer = await asyncpg.connect(database_url)
+
+    async def waiting() -> bool:
+        return bool(
+            await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%SET status = ''committed''%'"
+            )
+        )
+
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute(
+            "SELECT id FROM products WHERE id = $1 FOR UPDATE", uuid.UUID(product["id"])
+        )
+        commit = asyncio.create_task(
+            client.post(f"/internal/reservations/{order}/commit", headers=auth)
+        )
+        # The commit is under way (it waits for the lock) before the hold expires.
+        for _ in range(500):
+            if await waiting():
+                break
+            await asyncio.sleep(0.02)
+        assert await waiting(), "the commit never waited for the product's lock"
+        expires = await observer.fetchval(
+            "SELECT expires_at FROM reservations WHERE order_id = $1", uuid.UUID(order)
+        )
+        while await observer.fetchval("SELECT clock_timestamp() <= $1", expires):
+            await asyncio.sleep(0.05)
+        await locked.commit()
+        answer = await commit
+    finally:
+        await blocker.close()
+        await observer.close()
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["reservation"]["status"] == "expired"
+    assert await available(client, product["id"]) == 5
+    other = await client.post(
+        "/internal/reservations",
+        json=reservation(str(uuid.uuid4()), (product["id"], 5)),
+        headers=auth,
+    )
+    assert other.status_code == 201, other.text
+
+
+async def test_held_stock_is_read_from_the_live_holds_not_the_history(
+    client: httpx.AsyncClient, issuer: TokenIssuer, database_url: str
+) -> None:
+    """With years of committed lines, stock reads start from the few live holds."""
+    from catalog_api.service import HELD_FOR
+
+    product = await make_product(client, issuer, new_category(), stock=10)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            """
+            WITH r AS (
+                INSERT INTO reservations (id, order_id, status, expires_at, created_at, updated_at)
+                SELECT gen_random_uuid(), gen_random_uuid(), 'committed',
+                       now() - interval '1 day', now(), now()
+                FROM generate_series(1, 20000)
+                RETURNING id
+            )
+            INSERT INTO reservation_items (reservation_id, product_id, quantity)
+            SELECT r.id, $1::uuid, 1 FROM r
+            """,
+            uuid.UUID(product["id"]),
+        )
+        await conn.execute("ANALYZE reservations; ANALYZE reservation_items")
+        plan = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT p.stock - {HELD_FOR} FROM products p WHERE p.id = $1",  # noqa: S608
+            uuid.UUID(product["id"]),
+        )
+    finally:
+        await conn.close()
+    text = str(plan)
+    assert "reservation_items_reservation_idx" in text, text
+    assert "reservation_items_product_idx" not in text, text
+    assert await available(client, product["id"]) == 10

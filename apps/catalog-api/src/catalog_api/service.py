@@ -603,38 +603,66 @@ async def reserve(
     return body, True
 
 
-async def _locked(order_id: uuid.UUID) -> tuple[Reservation, list[ReservationItem]]:
+#: The products of an order's reservation, locked in id order.
+_LOCK_PRODUCTS_OF = """
+    SELECT p.id FROM products p
+    WHERE p.id IN (
+        SELECT ri.product_id FROM reservation_items ri
+        JOIN reservations r ON r.id = ri.reservation_id
+        WHERE r.order_id = $1
+    )
+    ORDER BY p.id FOR UPDATE
+"""
+
+
+async def _locked(conn: Any, order_id: uuid.UUID) -> tuple[Reservation, list[ReservationItem]]:
+    """The order's reservation and lines, locked: its products first, then the reservation.
+
+    Every path takes the products' row locks before a reservation's (reserve,
+    commit, release, deleting a product), so no two of them wait on each other.
+    """
+    await conn.execute_query(_LOCK_PRODUCTS_OF, [order_id])
     reservation = await Reservation.filter(order_id=order_id).select_for_update().first()
     if reservation is None:
         raise Problem(404, "no reservation for this order")
-    # Product rows are then locked in id order, as reserve and commit lock them.
     return reservation, await ReservationItem.filter(reservation=reservation).order_by("product_id")
 
 
 #: A live hold becomes committed and its stock is taken, in one statement; its lines
-#: come back. The products are locked in id order (``locked``), as reserve locks them,
-#: after the reservation, as release locks them.
+#: come back. The products are locked in id order first (``locked``), as reserve locks
+#: them, and only then is the hold's expiry checked, against the clock at that moment
+#: (``gate``): a reservation that ran while this waited for the locks, and found the
+#: hold expired, took its stock; the hold must not be committed over it. Checked
+#: against the statement's start instead, a commit that began just before the expiry
+#: and waited out such a reservation would take the same stock a second time.
 _COMMIT_HELD = """
-    WITH r AS (
-        UPDATE reservations SET status = 'committed', updated_at = now()
+    WITH cand AS (
+        SELECT id FROM reservations
         WHERE order_id = $1 AND status = 'held' AND expires_at > now()
-        RETURNING id, order_id, status, expires_at
     ),
-    held AS (
-        SELECT r.order_id, r.status, r.expires_at, ri.product_id, ri.quantity
-        FROM r JOIN reservation_items ri ON ri.reservation_id = r.id
+    lines AS (
+        SELECT ri.product_id, SUM(ri.quantity) AS quantity
+        FROM reservation_items ri JOIN cand ON cand.id = ri.reservation_id
+        GROUP BY ri.product_id
     ),
     locked AS (
-        SELECT p.id FROM products p WHERE p.id IN (SELECT product_id FROM held)
+        SELECT p.id FROM products p WHERE p.id IN (SELECT product_id FROM lines)
         ORDER BY p.id FOR UPDATE
     ),
+    gate AS (SELECT clock_timestamp() AS at FROM (SELECT count(*) FROM locked) l),
+    r AS (
+        UPDATE reservations SET status = 'committed', updated_at = now()
+        WHERE order_id = $1 AND status = 'held' AND expires_at > (SELECT at FROM gate)
+        RETURNING id, order_id, status, expires_at
+    ),
     taken AS (
-        UPDATE products p SET stock = p.stock - h.quantity, updated_at = now()
-        FROM (SELECT product_id, SUM(quantity) AS quantity FROM held GROUP BY product_id) h
-        JOIN locked k ON k.id = h.product_id
-        WHERE p.id = h.product_id
+        UPDATE products p SET stock = p.stock - l.quantity, updated_at = now()
+        FROM lines l, r
+        WHERE p.id = l.product_id
     )
-    SELECT order_id, status, expires_at, product_id, quantity FROM held ORDER BY product_id
+    SELECT r.order_id, r.status, r.expires_at, ri.product_id, ri.quantity
+    FROM r JOIN reservation_items ri ON ri.reservation_id = r.id
+    ORDER BY ri.product_id
 """
 
 
@@ -658,7 +686,7 @@ async def commit(order_id: uuid.UUID) -> dict[str, Any]:
             ],
         }
     async with in_transaction() as conn:
-        reservation, items = await _locked(order_id)
+        reservation, items = await _locked(conn, order_id)
         if reservation.status == ReservationStatus.HELD and reservation.expires_at <= utcnow():
             reservation.status = ReservationStatus.EXPIRED
             await reservation.save(update_fields=["status", "updated_at"])
@@ -682,7 +710,7 @@ async def commit(order_id: uuid.UUID) -> dict[str, Any]:
 async def release(order_id: uuid.UUID) -> dict[str, Any]:
     """Free held stock, or restock committed stock (a cancelled order). Idempotent."""
     async with in_transaction() as conn:
-        reservation, items = await _locked(order_id)
+        reservation, items = await _locked(conn, order_id)
         if reservation.status == ReservationStatus.COMMITTED:
             for item in items:
                 await conn.execute_query(
