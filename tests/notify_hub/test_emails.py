@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -10,9 +11,10 @@ from typing import Any
 import aiosmtplib
 import jinja2
 import pytest
+from notify_hub import emails
 from notify_hub.config import Settings
 from notify_hub.delivery import classify
-from notify_hub.emails import Templates, build_message, format_money, header_text
+from notify_hub.emails import Envelope, Templates, build_message, format_money, header_text
 from notify_hub.schemas import EVENT_DATA
 from pydantic import ValidationError
 
@@ -96,18 +98,28 @@ def test_a_type_without_templates_fails_at_load() -> None:
         Templates(["order.shipped"])
 
 
+def _envelope(**given: Any) -> Envelope:
+    """A message from the local sender to ann@example.com; ``given`` overrides any field."""
+    fields: dict[str, Any] = {
+        "event_id": uuid.uuid4(),
+        "mail_from": "ShopFlow <no-reply@shopflow.example>",
+        "domain": "notify.shopflow.example",
+        "recipient_email": "ann@example.com",
+        "recipient_name": "Ann",
+        "subject": "Hi",
+        "text": "plain",
+        "html": "<p>html</p>",
+        "created_at": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    }
+    return build_message(**(fields | given))
+
+
 def test_message_headers_cannot_be_injected() -> None:
     event_id = uuid.uuid4()
-    envelope = build_message(
+    envelope = _envelope(
         event_id=event_id,
-        mail_from="ShopFlow <no-reply@shopflow.example>",
-        domain="notify.shopflow.example",
-        recipient_email="ann@example.com",
         recipient_name='Ann\r\nBcc: thief@evil.test, "Ö"',
         subject="Hi\nX-Injected: 1 — ünïcode",
-        text="plain",
-        html="<p>html</p>",
-        created_at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
     )
     assert (envelope.sender, envelope.recipient) == ("no-reply@shopflow.example", "ann@example.com")
     raw = envelope.message.as_bytes(policy=policy.SMTP)
@@ -119,6 +131,40 @@ def test_message_headers_cannot_be_injected() -> None:
     assert parsed["Message-ID"] == f"<{event_id}@notify.shopflow.example>"
     assert parsed["Date"] == "Sun, 01 Mar 2026 12:00:00 +0000"
     assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+
+
+def _flattened(**names: str) -> bytes:
+    random.seed(16)  # the MIME boundary is random
+    envelope = _envelope(
+        event_id=uuid.UUID(int=16), text="Thanks — 12,00 €", html="<p>— 12,00 €</p>", **names
+    )
+    return aiosmtplib.email.flatten_message(envelope.message)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"recipient_name": "Ann", "subject": "Your order is confirmed"},
+        {"recipient_name": "Zoë “Z”, Jr.", "subject": "Bestellung bestätigt — 12,00 €"},
+        {"recipient_name": "a" * 150, "subject": "fold " * 40},
+    ],
+)
+def test_the_cached_header_classes_write_what_the_stdlib_policy_writes(
+    names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = _flattened(**names)
+    monkeypatch.setattr(emails, "POLICY", policy.default)
+    assert ours == _flattened(**names)
+
+
+def test_each_header_class_is_made_once() -> None:
+    made = emails.HEADERS
+    assert emails.POLICY.header_factory is made
+    assert made["Subject"] is made["subject"]
+    assert made["To"] is made["Cc"]  # both address lists
+    assert made["X-Anything"] is made["X-Other"]  # the default class
+    assert made["Subject"] is not made["To"]
+    assert type(_envelope().message["Subject"]) is made["Subject"]
 
 
 @pytest.mark.parametrize(
