@@ -6,8 +6,9 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
-from tests.utils.order_mgmt import Shop
+from tests.utils.order_mgmt import Shop, cart_held
 from tests.utils.services import bearer
 
 NEEDS_PAYMENTS = False
@@ -144,6 +145,42 @@ async def test_concurrent_adds_never_mix_currencies(api: httpx.AsyncClient, shop
     winners = [p for p, r in zip(products, responses, strict=True) if r.status_code == 200]
     assert {p["currency"] for p in winners} == {cart["currency"]}
     assert len(cart["items"]) == len(winners) == 5
+
+
+@pytest.mark.parametrize("change", ["quantity", "currency"])
+async def test_a_cart_changed_while_a_put_waits_for_its_lock_is_read_again(
+    api: httpx.AsyncClient, shop: Shop, change: str
+) -> None:
+    """A put reads the cart, then writes under the cart's lock; what changed in between counts."""
+    me = shop.shopper()
+    mug = await shop.product(currency="USD", name="Mug")
+    pen = await shop.product(currency="USD", name="Pen")
+    euros = await shop.product(currency="EUR", name="Euro mug")
+    assert (await put(api, me, mug["id"], 1)).status_code == 200
+    async with cart_held(shop, me.id) as hold:
+        putting = asyncio.create_task(put(api, me, pen["id"], 2))
+        await hold.waited_on_by("INSERT INTO carts")
+        if change == "quantity":
+            await hold.conn.execute(
+                "UPDATE cart_items SET quantity = 5 WHERE product_id = $1", uuid.UUID(mug["id"])
+            )
+        else:  # the mug's line became a line in euros
+            await hold.conn.execute(
+                "UPDATE cart_items SET product_id = $1, name = 'Euro mug', currency = 'EUR' "
+                "WHERE product_id = $2",
+                uuid.UUID(euros["id"]),
+                uuid.UUID(mug["id"]),
+            )
+    response = await putting
+    if change == "quantity":
+        assert response.status_code == 200, response.text
+        items = [(i["name"], i["quantity"]) for i in response.json()["items"]]
+        assert items == [("Mug", 5), ("Pen", 2)]
+    else:
+        assert response.status_code == 409, response.text
+        assert "holds EUR products" in response.json()["detail"]
+    cart = (await api.get("/cart", headers=me)).json()
+    assert cart["currency"] == ("USD" if change == "quantity" else "EUR")
 
 
 async def test_the_cart_currency_follows_a_repriced_product_as_get_cart_shows_it(

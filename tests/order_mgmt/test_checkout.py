@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from tests.utils.live import log_once
 from tests.utils.order_mgmt import (
@@ -14,6 +15,7 @@ from tests.utils.order_mgmt import (
     INSUFFICIENT_FUNDS,
     PROCESSING_ERROR,
     Shop,
+    cart_held,
     checkout,
     checkout_body,
     eventually,
@@ -318,6 +320,53 @@ async def test_a_second_checkout_waits_for_the_first_and_a_changed_line_stays(
     # With the first checkout done, the second key goes through.
     retried = await checkout(api, me)
     assert retried.status_code == 201, retried.text
+
+
+CHANGES = {
+    "quantity": "UPDATE cart_items SET quantity = 3 "
+    "WHERE cart_id = (SELECT id FROM carts WHERE customer_id = $1)",
+    "added": "INSERT INTO cart_items (cart_id, product_id, name, currency, quantity, added_at) "
+    "SELECT id, $2, 'Pen', 'USD', 1, now() FROM carts WHERE customer_id = $1",
+    "emptied": "DELETE FROM cart_items "
+    "WHERE cart_id = (SELECT id FROM carts WHERE customer_id = $1)",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "expected"),
+    [
+        ("quantity", 201, [("Mug", 3)]),
+        ("added", 409, "Cart changed"),
+        ("emptied", 409, "Cart empty"),
+    ],
+)
+async def test_a_cart_changed_while_the_checkout_waits_for_its_lock_is_read_again(
+    api: httpx.AsyncClient, shop: Shop, change: str, status: int, expected: object
+) -> None:
+    """The checkout prices the cart, then places the order under the cart's lock.
+
+    A change that lands between the two (here: while the checkout waits for the
+    lock) is what the order is checked against, never the cart as it was priced.
+    """
+    me = shop.shopper()
+    mug = await shop.product(stock=20, name="Mug")
+    pen = await shop.product(stock=20, name="Pen")
+    await fill_cart(api, me, (mug, 1))
+    async with cart_held(shop, me.id) as hold:
+        placing = asyncio.create_task(checkout(api, me))
+        await hold.waited_on_by("SELECT id FROM carts WHERE customer_id = $1 FOR UPDATE")
+        params = (
+            [uuid.UUID(me.id), uuid.UUID(pen["id"])] if change == "added" else [uuid.UUID(me.id)]
+        )
+        await hold.conn.execute(CHANGES[change], *params)
+    placed = await placing
+    assert placed.status_code == status, placed.text
+    if status == 201:
+        assert [(i["name"], i["quantity"]) for i in placed.json()["items"]] == expected
+        assert placed.json()["total_cents"] == 3 * mug["price_cents"]
+    else:
+        assert placed.json()["title"] == expected
+        assert await shop.orders_of(me) == []
 
 
 async def test_thirty_shoppers_racing_for_five_units(api: httpx.AsyncClient, shop: Shop) -> None:

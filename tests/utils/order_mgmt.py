@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -238,6 +239,48 @@ class Shop:
             "catalog", "SELECT stock FROM products WHERE id = $1", uuid.UUID(product_id)
         )
         return int(rows[0]["stock"])
+
+
+@dataclass
+class CartHold:
+    """A shopper's cart row, locked by a test's own transaction (see :func:`cart_held`)."""
+
+    #: The locking transaction's connection: what it changes lands when the hold ends.
+    conn: asyncpg.Connection
+    observer: asyncpg.Connection
+
+    async def waited_on_by(self, query_start: str) -> None:
+        """Return once a statement starting with ``query_start`` waits for a lock."""
+
+        async def waiting() -> bool:
+            # Read outside the holder's transaction, which answers from its first snapshot.
+            return bool(
+                await self.observer.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                    query_start + "%",
+                )
+            )
+
+        await eventually(waiting)
+
+
+@asynccontextmanager
+async def cart_held(shop: Shop, customer_id: str) -> AsyncIterator[CartHold]:
+    """Lock the shopper's cart row until the block ends, then commit what the test changed."""
+    conn = await asyncpg.connect(shop.databases["orders"])
+    observer = await asyncpg.connect(shop.databases["orders"])
+    try:
+        locked = conn.transaction()
+        await locked.start()
+        await conn.execute(
+            "SELECT 1 FROM carts WHERE customer_id = $1 FOR UPDATE", uuid.UUID(customer_id)
+        )
+        yield CartHold(conn, observer)
+        await locked.commit()
+    finally:
+        await conn.close()
+        await observer.close()
 
 
 async def eventually(check: Any, *, within: float = 60.0, every: float = 0.2) -> Any:

@@ -254,35 +254,105 @@ async def set_cart_line(
     live = {**await _live(deps, list(asked), request_id), product_id: product}
     async with in_transaction() as conn:
         cart_id = (await conn.execute_query_dict(_LOCK_CART, [uuid.uuid4(), customer_id]))[0]["id"]
-        lines = await CartItem.filter(cart_id=cart_id).order_by("added_at", "id")
-        others = [line for line in lines if line.product_id != product_id]
-        currency = _cart_currency(lines, live, asked)
-        if currency is not None and product.currency != currency:
-            raise Problem(
-                409,
-                f"the cart holds {currency} products; a cart has one currency, and this "
-                f"product is priced in {product.currency}",
-            )
-        if len(others) >= MAX_CART_LINES:
-            raise Problem(409, f"a cart holds at most {MAX_CART_LINES} different products")
-        line = next((line for line in lines if line.product_id == product_id), None)
-        if line is None:
-            lines.append(
-                await CartItem.create(
-                    cart_id=cart_id,
-                    product_id=product_id,
-                    name=product.name,
-                    currency=product.currency,
-                    quantity=quantity,
+        lines = None
+        if _refusal(before, product, live, asked) is None:
+            lines = await _set_if_unchanged(conn, cart_id, before, product, quantity)
+        if lines is None:  # the cart changed since it was read: look again, under the lock
+            lines = await CartItem.filter(cart_id=cart_id).order_by("added_at", "id")
+            refused = _refusal(lines, product, live, asked)
+            if refused is not None:
+                raise refused
+            line = next((line for line in lines if line.product_id == product_id), None)
+            if line is None:
+                lines.append(
+                    await CartItem.create(
+                        cart_id=cart_id,
+                        product_id=product_id,
+                        name=product.name,
+                        currency=product.currency,
+                        quantity=quantity,
+                    )
                 )
-            )
-        else:
-            line.update_from_dict(
-                {"name": product.name, "currency": product.currency, "quantity": quantity}
-            )
-            await line.save(update_fields=["name", "currency", "quantity"])
+            else:
+                line.update_from_dict(
+                    {"name": product.name, "currency": product.currency, "quantity": quantity}
+                )
+                await line.save(update_fields=["name", "currency", "quantity"])
     # The cart as this write left it, priced: no second read of what was just written.
     return await _priced_cart(deps, lines, request_id, live)
+
+
+def _refusal(
+    lines: Sequence[CartItem],
+    product: LiveProduct,
+    live: dict[uuid.UUID, LiveProduct],
+    asked: set[uuid.UUID],
+) -> Problem | None:
+    """Why ``product`` cannot go into a cart holding ``lines``, if it cannot."""
+    currency = _cart_currency(lines, live, asked)
+    if currency is not None and product.currency != currency:
+        return Problem(
+            409,
+            f"the cart holds {currency} products; a cart has one currency, and this "
+            f"product is priced in {product.currency}",
+        )
+    if sum(line.product_id != product.id for line in lines) >= MAX_CART_LINES:
+        return Problem(409, f"a cart holds at most {MAX_CART_LINES} different products")
+    return None
+
+
+#: Puts a line in the cart (locked by _LOCK_CART, so this statement's snapshot is
+#: taken under the lock) only if the cart holds exactly the lines read before the
+#: lock, in their order: the common case, in one statement instead of a read and a write.
+_SET_IF_UNCHANGED = (
+    "WITH in_cart AS (SELECT coalesce(array_agg(product_id ORDER BY added_at, id), '{}') "
+    "AS products, coalesce(array_agg(quantity ORDER BY added_at, id), '{}') AS quantities "
+    "FROM cart_items WHERE cart_id = $1) "
+    "INSERT INTO cart_items (cart_id, product_id, name, currency, quantity, added_at) "
+    "SELECT $1::uuid, $2::uuid, $3::text, $4::text, $5::int, $6::timestamptz FROM in_cart "
+    "WHERE products = $7::uuid[] AND quantities = $8::int[] "
+    "ON CONFLICT (cart_id, product_id) DO UPDATE SET name = EXCLUDED.name, "
+    "currency = EXCLUDED.currency, quantity = EXCLUDED.quantity RETURNING id, added_at"
+)
+
+
+async def _set_if_unchanged(
+    conn: Any,
+    cart_id: uuid.UUID,
+    before: list[CartItem],
+    product: LiveProduct,
+    quantity: int,
+) -> list[CartItem] | None:
+    """``before`` with the product's line set, if the locked cart still holds ``before``."""
+    rows = await conn.execute_query_dict(
+        _SET_IF_UNCHANGED,
+        [
+            cart_id,
+            product.id,
+            product.name,
+            product.currency,
+            quantity,
+            utcnow(),
+            [line.product_id for line in before],
+            [line.quantity for line in before],
+        ],
+    )
+    if not rows:
+        return None
+    changes = {"name": product.name, "currency": product.currency, "quantity": quantity}
+    line = next((line for line in before if line.product_id == product.id), None)
+    if line is not None:
+        line.update_from_dict(changes)
+        return before
+    added = CartItem(
+        id=rows[0]["id"],
+        cart_id=cart_id,
+        product_id=product.id,
+        added_at=rows[0]["added_at"],
+        **changes,
+    )
+    added._saved_in_db = True
+    return [*before, added]
 
 
 def _cart_currency(
@@ -701,6 +771,54 @@ def _snapshot(
 
 _HOLD_CART = "SELECT id FROM carts WHERE customer_id = $1 FOR UPDATE"
 
+#: What placing an order writes, with each column's type for _PLACE_IF_UNCHANGED.
+_PLACE_COLUMNS = {
+    "id": "uuid",
+    "customer_id": "uuid",
+    "idempotency_key": "text",
+    "request_fingerprint": "text",
+    "step": "text",
+    "items": "jsonb",
+    "total_cents": "bigint",
+    "currency": "text",
+    "shipping_address": "jsonb",
+    "charge_attempts": "int",
+    "lease_owner": "uuid",
+    "lease_until": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+#: The order, written only if the cart (locked by _HOLD_CART, so this statement's
+#: snapshot is taken under the lock) holds exactly the lines it was priced from, in
+#: their order: the common case, in one statement instead of a read and an insert.
+_PLACED_VALUES = ", ".join(
+    f"${n}::{kind}" for n, kind in enumerate(_PLACE_COLUMNS.values(), start=4)
+)
+_PLACE_IF_UNCHANGED = (
+    "WITH in_cart AS (SELECT array_agg(product_id ORDER BY added_at, id) AS products, "  # noqa: S608 - our own names
+    "array_agg(quantity ORDER BY added_at, id) AS quantities FROM cart_items WHERE cart_id = $1) "
+    f"INSERT INTO orders ({', '.join(_PLACE_COLUMNS)}) SELECT {_PLACED_VALUES} FROM in_cart "
+    "WHERE products = $2::uuid[] AND quantities = $3::int[] RETURNING id"
+)
+
+
+async def _place_if_unchanged(
+    conn: Any, cart_id: uuid.UUID, lines: Sequence[CartItem], values: dict[str, Any]
+) -> Order | None:
+    """The order placed from ``values`` if the locked cart still holds ``lines``, else None."""
+    row = _db_values(values)
+    params = [
+        cart_id,
+        [line.product_id for line in lines],
+        [line.quantity for line in lines],
+        *(row[column] for column in _PLACE_COLUMNS),
+    ]
+    if not await conn.execute_query_dict(_PLACE_IF_UNCHANGED, params):
+        return None
+    order = Order(**values)
+    order._saved_in_db = True
+    return order
+
 
 def _empty() -> tuple[int, dict[str, Any]]:
     return 409, problem_body(409, "the cart is empty; add products first", title="Cart empty")
@@ -720,6 +838,9 @@ async def _place(
     The cart is read again under its row lock, which confirming an order takes
     too before it clears the bought lines: a checkout that priced the cart just
     before another one bought it finds it empty, never buys it a second time.
+    Under the lock, one statement writes the order if the cart still holds the
+    lines that were priced (the common case); otherwise the lines are read again
+    and checked one by one.
     """
     lines = await _lines(customer_id)
     if not lines:
@@ -727,36 +848,51 @@ async def _place(
     asked = {line.product_id for line in lines}
     live = await deps.clients.catalog.prices(list(asked), request_id)
     now = utcnow()
+
+    def values(snapshot: list[dict[str, Any]], currency: str) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4(),
+            "customer_id": customer_id,
+            "idempotency_key": key,
+            "request_fingerprint": request_fingerprint,
+            "step": Step.PLACED,
+            "items": snapshot,
+            "total_cents": sum(line_total(i) for i in snapshot),
+            "currency": currency,
+            "shipping_address": body.shipping_address.model_dump(),
+            "charge_attempts": 0,
+            "lease_owner": owner,
+            "lease_until": now + timedelta(seconds=deps.settings.recovery_after_seconds),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    priced = _snapshot(lines, live)
     try:
         async with in_transaction() as conn:
-            await conn.execute_query(_HOLD_CART, [customer_id])
-            lines = await _lines(customer_id)
-            if not lines:
-                return _empty()
-            if any(line.product_id not in asked for line in lines):
-                return 409, problem_body(
-                    409,
-                    "a product was added to the cart during the checkout; review the cart "
-                    "and check out again",
-                    title="Cart changed",
+            held = await conn.execute_query_dict(_HOLD_CART, [customer_id])
+            order = None
+            if held and isinstance(priced, list):
+                currency = live[lines[0].product_id].currency
+                order = await _place_if_unchanged(
+                    conn, held[0]["id"], lines, values(priced, currency)
                 )
-            snapshot = _snapshot(lines, live)
-            if isinstance(snapshot, dict):
-                return 409, snapshot
-            order = await Order.create(
-                id=uuid.uuid4(),
-                customer_id=customer_id,
-                idempotency_key=key,
-                request_fingerprint=request_fingerprint,
-                step=Step.PLACED,
-                items=snapshot,
-                total_cents=sum(line_total(i) for i in snapshot),
-                currency=live[lines[0].product_id].currency,
-                shipping_address=body.shipping_address.model_dump(),
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=deps.settings.recovery_after_seconds),
-                updated_at=now,
-            )
+            if order is None:  # the cart changed since it was priced: look again
+                lines = await _lines(customer_id)
+                if not lines:
+                    return _empty()
+                if any(line.product_id not in asked for line in lines):
+                    return 409, problem_body(
+                        409,
+                        "a product was added to the cart during the checkout; review the cart "
+                        "and check out again",
+                        title="Cart changed",
+                    )
+                snapshot = _snapshot(lines, live)
+                if isinstance(snapshot, dict):
+                    return 409, snapshot
+                currency = live[lines[0].product_id].currency
+                order = await Order.create(**values(snapshot, currency))
     except IntegrityError as exc:
         if ONE_CHECKOUT_INDEX in str(exc):
             # Another key's checkout of this cart is under way: one cart, one charge.
